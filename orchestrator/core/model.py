@@ -1,0 +1,241 @@
+"""The routing data a call is decided on: an immutable snapshot of one tenant.
+
+Plain frozen dataclasses, no I/O. The database adapter (``orchestrator.db.snapshot``)
+builds them; the call-flow core only reads them. A call keeps the snapshot it started
+with even when an admin edits the data meanwhile.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date
+from types import MappingProxyType
+from typing import Mapping
+
+
+class TargetKind(str, enum.Enum):
+    """Where a call can be sent. One reference type for every "route target" field."""
+
+    DEPARTMENT = "department"
+    EMPLOYEE = "employee"
+    MENU = "menu"
+    VOICEMAIL = "voicemail"
+    EXTERNAL = "external"  # an external phone number (E.164)
+    ANNOUNCEMENT = "announcement"  # play a sound, then hang up
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: TargetKind
+    ref_id: int | None = None  # department / employee / menu / voicemail box id
+    number: str | None = None  # EXTERNAL: the E.164 number to forward to
+    sound: str | None = None  # ANNOUNCEMENT: the sound to play before hanging up
+
+    def describe(self) -> str:
+        if self.kind is TargetKind.EXTERNAL:
+            return "external %s" % self.number
+        if self.kind is TargetKind.ANNOUNCEMENT:
+            return "announcement %s" % (self.sound or "(default)")
+        return "%s #%s" % (self.kind.value, self.ref_id)
+
+
+class Role(str, enum.Enum):
+    ADMINISTRATOR = "administrator"
+    USER = "user"
+    RESTRICTED = "restricted"
+
+
+class Strategy(str, enum.Enum):
+    """How a department's members are rung (issue 3 implements all but RING_ALL)."""
+
+    RING_ALL = "ring_all"
+    LONGEST_IDLE = "longest_idle"
+    ONE_BY_ONE = "one_by_one"
+    ROUND_ROBIN = "round_robin"
+    INCREASING = "increasing"
+    ESCALATION = "escalation"
+    WEIGHTED = "weighted"
+    LEAST_TALK_TIME = "least_talk_time"
+    FEWEST_CALLS = "fewest_calls"
+    RANDOM = "random"
+
+
+class NumberMode(str, enum.Enum):
+    ALWAYS = "always"  # 24/7: always the work-hours target
+    SCHEDULE = "schedule"  # work-hours target inside the schedule, after-hours outside
+
+
+@dataclass(frozen=True)
+class Employee:
+    id: int
+    name: str
+    extension: str
+    role: Role = Role.USER
+    email: str | None = None
+    mobile: str | None = None  # E.164
+    forward_to_mobile_after: int | None = None  # seconds of ringing before the mobile rings
+    ring_seconds: int = 20  # how long the desk phone rings when called directly
+    outbound_caller_id: str | None = None
+    logged_in: bool = True
+    voicemail_box_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Member:
+    employee_id: int
+    order: int = 0
+    weight: int = 5  # priority for the weighted strategy (e.g. 8 vs 5)
+    escalation_offset: int = 0  # seconds after the call starts ringing the department
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    music: str | None = None  # hold music sound (FreeSWITCH path or local_stream://)
+    announcement: str | None = None  # played periodically while waiting
+    announce_position: bool = False
+    max_wait: int = 300  # seconds a caller may wait in the queue
+    max_length: int = 0  # 0 = unlimited
+    callback_allowed: bool = False
+    callback_key: str = "1"
+
+
+@dataclass(frozen=True)
+class Department:
+    id: int
+    name: str
+    extension: str
+    strategy: Strategy = Strategy.RING_ALL
+    ring_seconds: int = 20  # per member
+    no_answer_timeout: int = 60  # overall, seconds
+    no_answer_target: Target | None = None
+    wrapup_seconds: int = 0
+    queue: QueueSettings = QueueSettings()
+    members: tuple[Member, ...] = ()
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Open from ``start`` to ``end`` minutes after local midnight of ``weekday``
+    (0 = Monday). ``end`` may exceed 1440 for an interval that spans midnight."""
+
+    weekday: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class ScheduleException:
+    day: date
+    closed: bool = True
+    intervals: tuple[tuple[int, int], ...] = ()  # special hours (start, end) minutes
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: int
+    name: str
+    intervals: tuple[Interval, ...] = ()
+    exceptions: tuple[ScheduleException, ...] = ()
+    is_default: bool = False
+
+
+@dataclass(frozen=True)
+class PhoneNumber:
+    e164: str
+    mode: NumberMode = NumberMode.ALWAYS
+    work_target: Target | None = None
+    after_hours_target: Target | None = None
+    schedule_id: int | None = None  # None: the tenant's default schedule
+
+
+@dataclass(frozen=True)
+class MenuOption:
+    digit: str
+    target: Target
+
+
+@dataclass(frozen=True)
+class VoiceMenu:
+    id: int
+    name: str
+    extension: str | None = None
+    greeting: str | None = None
+    options: tuple[MenuOption, ...] = ()
+    timeout_seconds: int = 5
+    default_target: Target | None = None
+    invalid_sound: str | None = None
+    max_invalid: int = 3
+    direct_dial: bool = True
+
+
+@dataclass(frozen=True)
+class VoicemailBox:
+    id: int
+    name: str
+    extension: str | None = None
+    greeting: str | None = None
+    email: str | None = None
+    owner_employee_ids: tuple[int, ...] = ()
+    max_message_seconds: int = 120
+
+
+def _frozen(mapping: Mapping) -> Mapping:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class TenantSnapshot:
+    """Everything needed to route a call of one tenant, frozen at ``version``."""
+
+    tenant_id: int
+    name: str
+    sip_domain: str
+    timezone: str = "UTC"
+    enabled: bool = True
+    max_concurrent_calls: int = 0  # 0 = unlimited
+    version: int = 0
+    employees: Mapping[int, Employee] = field(default_factory=dict)
+    departments: Mapping[int, Department] = field(default_factory=dict)
+    numbers: Mapping[str, PhoneNumber] = field(default_factory=dict)
+    schedules: Mapping[int, Schedule] = field(default_factory=dict)
+    menus: Mapping[int, VoiceMenu] = field(default_factory=dict)
+    voicemail_boxes: Mapping[int, VoicemailBox] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("employees", "departments", "numbers", "schedules", "menus", "voicemail_boxes"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+        ext: dict[str, Target] = {}
+        for emp in self.employees.values():
+            ext[emp.extension] = Target(TargetKind.EMPLOYEE, emp.id)
+        for dep in self.departments.values():
+            ext[dep.extension] = Target(TargetKind.DEPARTMENT, dep.id)
+        for menu in self.menus.values():
+            if menu.extension:
+                ext[menu.extension] = Target(TargetKind.MENU, menu.id)
+        for box in self.voicemail_boxes.values():
+            if box.extension:
+                ext[box.extension] = Target(TargetKind.VOICEMAIL, box.id)
+        object.__setattr__(self, "_extensions", MappingProxyType(ext))
+
+    def target_for_extension(self, extension: str) -> Target | None:
+        return self._extensions.get(extension)  # type: ignore[attr-defined]
+
+    def default_schedule(self) -> Schedule | None:
+        for sched in self.schedules.values():
+            if sched.is_default:
+                return sched
+        return None
+
+
+@dataclass(frozen=True)
+class RoutingIndex:
+    """Which tenant owns a dialed number or a SIP domain (all tenants, small)."""
+
+    numbers: Mapping[str, int] = field(default_factory=dict)  # E.164 -> tenant id
+    domains: Mapping[str, int] = field(default_factory=dict)  # SIP domain -> tenant id
+    version: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "numbers", _frozen(self.numbers))
+        object.__setattr__(self, "domains", _frozen(self.domains))

@@ -1,0 +1,322 @@
+"""The FreeSWITCH Event Socket wire format: framing, parsing and encoding.
+
+Pure functions and a byte-fed parser, no sockets. Shared by the inbound ESL client,
+the outbound session adapter and the FreeSWITCH simulator, so that both sides of every
+test speak exactly the same bytes.
+
+FreeSWITCH behaviour relied on (mod_event_socket.c, confirmed by the transcripts in
+``shared/freeswitch``):
+
+* A message is header lines ``Name: value\\n``, a blank line, then a body only when
+  ``Content-Length`` is present (exactly that many bytes, no terminator).
+* Content-Types: ``auth/request``, ``command/reply``, ``api/response``,
+  ``text/event-plain``, ``text/event-json``, ``text/disconnect-notice``,
+  ``text/rude-rejection``.
+* ``command/reply`` never has a body. The outbound ``connect`` reply is a
+  ``command/reply`` carrying the CHANNEL_DATA headers URL-encoded, including
+  ``Reply-Text: %2BOK%0A``; other replies are not encoded (``+OK accepted``).
+* A plain event body is URL-encoded ``Name: value`` lines and one blank line. An event
+  with its own body (BACKGROUND_JOB) ends its headers with ``Content-Length: M``, a blank
+  line and M bytes. A JSON event is one object of string values; its body is ``_body``.
+* Commands sent to FreeSWITCH end with a blank line (``\\n\\n``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Mapping
+from urllib.parse import unquote
+
+from orchestrator.errors import ProtocolError
+
+# switch_url_encode() in FreeSWITCH's switch_utils.c: a byte is encoded as %XX (upper
+# case hex) when it is below ' ', above '~', or one of these; everything else, '/' ','
+# '(' '!' included, is sent as it is.
+_FS_URL_UNSAFE = frozenset("\r\n \"#%&+:;<=>?@[\\]^`{|}")
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class Message:
+    """One framed ESL message as read off the wire (header values still raw)."""
+
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return default
+
+    @property
+    def content_type(self) -> str:
+        return self.get("Content-Type", "") or ""
+
+    def decoded_headers(self) -> dict[str, str]:
+        """Header values URL-decoded (right for the outbound ``connect`` reply)."""
+        return {k: unquote(v) for k, v in self.headers}
+
+    def to_bytes(self) -> bytes:
+        return encode_message(self.headers, self.body)
+
+
+@dataclass
+class Event:
+    """A parsed FreeSWITCH event: decoded headers and an optional body."""
+
+    headers: dict[str, str]
+    body: str | None = None
+    fmt: str = "plain"
+    # Every header in wire order, duplicates kept (CODEC and CHANNEL_HANGUP_COMPLETE
+    # repeat some names); ``headers`` keeps the last value of each name.
+    items: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.headers.get("Event-Name", "")
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name, default)
+
+    def var(self, name: str, default: str | None = None) -> str | None:
+        """A channel variable carried by the event (``variable_<name>``)."""
+        return self.headers.get("variable_" + name, default)
+
+
+class Parser:
+    """Incremental parser: feed bytes, get whole messages.
+
+    Raises :class:`ProtocolError` on input that cannot be ESL (a header line without
+    ``": "``, a bad Content-Length, a header block or body over the limits) so that
+    the caller can drop the connection with a clear log line instead of hanging.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pending: Message | None = None
+        self._need = 0
+
+    def feed(self, data: bytes) -> list[Message]:
+        self._buf += data
+        out: list[Message] = []
+        while True:
+            msg = self._next()
+            if msg is None:
+                return out
+            out.append(msg)
+
+    def _next(self) -> Message | None:
+        if self._pending is not None:
+            if len(self._buf) < self._need:
+                return None
+            body = bytes(self._buf[: self._need])
+            del self._buf[: self._need]
+            msg, self._pending = self._pending, None
+            msg.body = body
+            return msg
+        # Skip stray blank lines between messages (FreeSWITCH never sends them, but
+        # a hand-typed client might): they would otherwise read as an empty message.
+        while self._buf[:1] == b"\n":
+            del self._buf[:1]
+        end = self._buf.find(b"\n\n")
+        if end < 0:
+            if len(self._buf) > MAX_HEADER_BYTES:
+                raise ProtocolError("ESL header block exceeds %d bytes" % MAX_HEADER_BYTES)
+            return None
+        block = bytes(self._buf[:end]).decode("utf-8", "replace")
+        del self._buf[: end + 2]
+        headers = parse_header_lines(block)
+        length_text = _first(headers, "Content-Length")
+        if length_text is None:
+            return Message(headers)
+        try:
+            length = int(length_text)
+        except ValueError:
+            raise ProtocolError("bad Content-Length %r" % length_text) from None
+        if length < 0 or length > MAX_BODY_BYTES:
+            raise ProtocolError("Content-Length %d out of range" % length)
+        self._pending = Message(headers)
+        self._need = length
+        return self._next()
+
+
+def _first(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def parse_header_lines(block: str) -> list[tuple[str, str]]:
+    headers: list[tuple[str, str]] = []
+    for line in block.split("\n"):
+        if not line:
+            continue
+        key, sep, value = line.partition(": ")
+        if not sep:
+            # "Name:" with an empty value is legal (FreeSWITCH writes "Name: " then).
+            if line.endswith(":"):
+                headers.append((line[:-1], ""))
+                continue
+            raise ProtocolError("malformed ESL header line %r" % line[:80])
+        headers.append((key, value))
+    return headers
+
+
+def encode_message(headers: Iterable[tuple[str, str]], body: bytes = b"") -> bytes:
+    """Frame a message as FreeSWITCH does: headers, blank line, body."""
+    head = "".join("%s: %s\n" % (k, v) for k, v in headers)
+    return head.encode("utf-8") + b"\n" + body
+
+
+def fs_quote(value: str) -> str:
+    """URL-encode a header value exactly as FreeSWITCH's switch_url_encode() does."""
+    out: list[str] = []
+    for byte in value.encode("utf-8"):
+        char = chr(byte)
+        if byte < 0x20 or byte > 0x7E or char in _FS_URL_UNSAFE:
+            out.append("%%%02X" % byte)
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+# ----------------------------------------------------------------- events
+
+
+def parse_event(msg: Message) -> Event:
+    """Parse a ``text/event-plain`` or ``text/event-json`` message."""
+    ctype = msg.content_type
+    if ctype == "text/event-plain":
+        return parse_event_plain(msg.body)
+    if ctype == "text/event-json":
+        return parse_event_json(msg.body)
+    raise ProtocolError("not an event message: Content-Type %r" % ctype)
+
+
+def parse_event_plain(body: bytes) -> Event:
+    text = body.decode("utf-8", "replace")
+    head, sep, rest = text.partition("\n\n")
+    items = tuple((k, unquote(v)) for k, v in parse_header_lines(head))
+    headers = dict(items)
+    event_body: str | None = None
+    if "Content-Length" in headers:
+        try:
+            length = int(headers["Content-Length"])
+        except ValueError:
+            raise ProtocolError("bad inner Content-Length in event") from None
+        raw = rest.encode("utf-8")[:length]
+        event_body = raw.decode("utf-8", "replace")
+    return Event(headers, event_body, "plain", items)
+
+
+def parse_event_json(body: bytes) -> Event:
+    try:
+        obj = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError("bad JSON event: %s" % exc) from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("JSON event is not an object")
+    event_body = obj.pop("_body", None)
+    headers = {str(k): str(v) for k, v in obj.items()}
+    return Event(headers, event_body, "json", tuple(headers.items()))
+
+
+def encode_event_plain(headers: Iterable[tuple[str, str]], body: str | None = None) -> bytes:
+    """The full ESL message for a plain event (outer Content-Length included).
+
+    ``headers`` may already end with the inner ``Content-Length`` (as parsed events
+    do); otherwise it is added when there is a body.
+    """
+    items = list(headers)
+    if body is not None:
+        raw = body.encode("utf-8")
+        if not items or items[-1][0] != "Content-Length":
+            items = [kv for kv in items if kv[0] != "Content-Length"]
+            items.append(("Content-Length", str(len(raw))))
+        lines = "".join("%s: %s\n" % (k, fs_quote(v)) for k, v in items)
+        payload = (lines + "\n").encode("utf-8") + raw
+    else:
+        lines = "".join("%s: %s\n" % (k, fs_quote(v)) for k, v in items)
+        payload = (lines + "\n").encode("utf-8")
+    return encode_message(
+        [("Content-Length", str(len(payload))), ("Content-Type", "text/event-plain")], payload
+    )
+
+
+def encode_event_json(headers: Iterable[tuple[str, str]], body: str | None = None) -> bytes:
+    obj: dict[str, str] = dict(headers)
+    if body is not None:
+        obj.setdefault("Content-Length", str(len(body.encode("utf-8"))))
+        obj["_body"] = body
+    payload = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return encode_message(
+        [("Content-Length", str(len(payload))), ("Content-Type", "text/event-json")], payload
+    )
+
+
+# ----------------------------------------------------------------- commands
+
+
+def encode_command(line: str, headers: Mapping[str, str] | Iterable[tuple[str, str]] = (), body: str | None = None) -> bytes:
+    """A command as a client sends it: ``line``, optional header lines, blank line."""
+    items = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+    if "\n" in line:
+        raise ValueError("ESL command line must not contain a newline")
+    parts = [line]
+    for key, value in items:
+        if "\n" in key or "\n" in str(value):
+            raise ValueError("ESL header %r must not contain a newline" % key)
+        parts.append("%s: %s" % (key, value))
+    raw = ("\n".join(parts) + "\n\n").encode("utf-8")
+    if body is not None:
+        raise ValueError("use sendmsg headers, not a body, for commands")
+    return raw
+
+
+def encode_sendmsg_execute(app: str, arg: str | None = None, event_uuid: str | None = None, uuid: str | None = None, event_lock: bool = False) -> bytes:
+    """``sendmsg [uuid]`` executing a dialplan application.
+
+    ``Event-UUID`` comes back as ``Application-UUID`` on CHANNEL_EXECUTE and
+    CHANNEL_EXECUTE_COMPLETE (transcripts outbound_*): correlate on it, not on the
+    application name.
+    """
+    headers: list[tuple[str, str]] = [("call-command", "execute"), ("execute-app-name", app)]
+    if arg is not None and arg != "":
+        headers.append(("execute-app-arg", arg))
+    if event_lock:
+        headers.append(("event-lock", "true"))
+    if event_uuid:
+        headers.append(("Event-UUID", event_uuid))
+    return encode_command("sendmsg %s" % uuid if uuid else "sendmsg", headers)
+
+
+def iter_messages(data: bytes) -> Iterator[Message]:
+    """All whole messages in a byte string (for transcripts)."""
+    parser = Parser()
+    yield from parser.feed(data)
+
+
+def reply_ok(reply: str) -> bool:
+    return reply.startswith("+OK")
+
+
+__all__ = [
+    "Event",
+    "Message",
+    "Parser",
+    "encode_command",
+    "encode_event_json",
+    "encode_event_plain",
+    "encode_message",
+    "encode_sendmsg_execute",
+    "fs_quote",
+    "iter_messages",
+    "parse_event",
+    "parse_event_json",
+    "parse_event_plain",
+    "reply_ok",
+]
