@@ -1,0 +1,105 @@
+"""Shared fixtures: a real PostgreSQL database and a real Redis, fresh for the tests.
+
+PostgreSQL: ``PBX_TEST_PG_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``)
+is the maintenance connection; each test session creates its own database
+``pbx_test_<pid>`` and drops it at the end. Redis: ``PBX_TEST_REDIS_URL`` (default
+``redis://127.0.0.1:6379/15``), flushed around every test that uses it.
+``.ci/run`` installs and starts both when the machine lacks them.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Iterator
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get("PBX_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("PBX_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _pg_admin_connect():
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(PG_ADMIN_URL, connect_timeout=5)
+    except psycopg2.OperationalError as exc:  # pragma: no cover - environment problem
+        pytest.exit(
+            "PostgreSQL is not reachable at %s (%s). Start it (.ci/run does) or set "
+            "PBX_TEST_PG_URL." % (PG_ADMIN_URL, str(exc).strip()),
+            returncode=3,
+        )
+    conn.autocommit = True
+    return conn
+
+
+def _with_db(url: str, dbname: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return "%s/%s" % (base, dbname)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test session (URL)."""
+    name = "pbx_test_%d_%s" % (os.getpid(), uuid.uuid4().hex[:6])
+    conn = _pg_admin_connect()
+    with conn.cursor() as cur:
+        cur.execute('CREATE DATABASE "%s"' % name)
+    try:
+        yield _with_db(PG_ADMIN_URL, name)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+            cur.execute('DROP DATABASE IF EXISTS "%s"' % name)
+        conn.close()
+
+
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    """A brand-new empty PostgreSQL database for one test (e.g. migrations)."""
+    name = "pbx_t_%s" % uuid.uuid4().hex[:12]
+    conn = _pg_admin_connect()
+    with conn.cursor() as cur:
+        cur.execute('CREATE DATABASE "%s"' % name)
+    try:
+        yield _with_db(PG_ADMIN_URL, name)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+            cur.execute('DROP DATABASE IF EXISTS "%s"' % name)
+        conn.close()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """URL of a real Redis database, flushed before and after the test."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:  # pragma: no cover - environment problem
+        pytest.exit(
+            "Redis is not reachable at %s (%s). Start it (.ci/run does) or set "
+            "PBX_TEST_REDIS_URL." % (REDIS_URL, exc),
+            returncode=3,
+        )
+    client.flushdb()
+    try:
+        yield REDIS_URL
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str):
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=5, decode_responses=True)
+    yield client
+    client.close()
