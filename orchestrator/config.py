@@ -63,6 +63,9 @@ class Settings:
     admin_port: int = 8080
     admin_secret_key: str = ""
     admin_password: str = DEFAULT_ADMIN_PASSWORD  # bootstrap operator account
+    # mod_xml_curl fetches the SIP directory from the admin app with HTTP basic auth.
+    directory_user: str = "freeswitch"
+    directory_password: str = ""
     snapshot_cache_size: int = 1024
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -85,6 +88,8 @@ class Settings:
             problems.append("PBX_ADMIN_SECRET_KEY must be set to at least 32 random characters")
         if self.admin_password == DEFAULT_ADMIN_PASSWORD or len(self.admin_password) < 12:
             problems.append("PBX_ADMIN_PASSWORD must be set (12+ characters, not 'admin')")
+        if len(self.directory_password) < 16:
+            problems.append("PBX_DIRECTORY_PASSWORD must be set (16+ characters)")
         if not self.database_url:
             problems.append("DATABASE_URL must point at PostgreSQL in production")
         if not self.redis_url:
@@ -120,4 +125,6 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         admin_port=admin_port,
         admin_secret_key=env.get("PBX_ADMIN_SECRET_KEY", ""),
         admin_password=env.get("PBX_ADMIN_PASSWORD", DEFAULT_ADMIN_PASSWORD),
+        directory_user=env.get("PBX_DIRECTORY_USER", base.directory_user),
+        directory_password=env.get("PBX_DIRECTORY_PASSWORD", ""),
     )
