@@ -1,0 +1,270 @@
+"""Drive one call: FreeSWITCH events in -> call-flow core -> ESL commands out.
+
+The thin adapter between ``esl.session.CallSession`` (wire) and ``core.callflow``
+(decisions). It also holds the call's lease in Redis and writes its history.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Protocol
+
+import gevent.queue
+import redis
+
+from orchestrator.core import callflow
+from orchestrator.core.actions import (
+    Action,
+    AppCompleted,
+    Answered,
+    Bridged,
+    CallInfo,
+    CoreEvent,
+    Dtmf,
+    Execute,
+    Finished,
+    Hangup,
+    HungUp,
+    Log,
+    StoreVoicemail,
+    Unbridged,
+)
+from orchestrator.core.plan import Policy
+from orchestrator.core.routing import find_tenant
+from orchestrator.errors import CallGone, EslTimeout
+from orchestrator.esl import wire
+from orchestrator.esl.session import DISCONNECTED, LINGERING, CallSession
+from orchestrator.store.redis_store import CallStore
+from orchestrator.store.routing_cache import RoutingCache
+
+log = logging.getLogger("orchestrator.call")
+
+
+class CallRecorder(Protocol):
+    """Where finished calls and voicemails are written (the database adapter)."""
+
+    def call_finished(self, tenant_id: int, call: CallInfo, finished: Finished, started_ms: int, answered_ms: int | None, ended_ms: int) -> None: ...
+
+    def voicemail(self, tenant_id: int, call: CallInfo, message: StoreVoicemail) -> None: ...
+
+
+def channel_info(data: Mapping[str, str]) -> CallInfo:
+    """CallInfo from the ``connect`` reply (CHANNEL_DATA, already URL-decoded)."""
+    entry = data.get("variable_pbx_entry") or ("internal" if data.get("Caller-Context") == "pbx-internal" else "public")
+    return CallInfo(
+        uuid=data.get("Unique-ID") or data.get("Channel-Unique-ID") or "",
+        entry=entry,
+        destination=data.get("variable_pbx_dialed") or data.get("Caller-Destination-Number", ""),
+        caller_number=data.get("Caller-Caller-ID-Number", ""),
+        caller_name=data.get("Caller-Caller-ID-Name", ""),
+        domain=(data.get("variable_domain_name") or data.get("variable_sip_from_host") or "").lower(),
+        caller_user=data.get("variable_user_name") or data.get("variable_sip_from_user") or "",
+        answered=data.get("Answer-State") == "answered",
+    )
+
+
+def core_event(event: wire.Event) -> CoreEvent | None:
+    name = event.name
+    if name == "CHANNEL_EXECUTE_COMPLETE":
+        variables = {k[9:]: v for k, v in event.headers.items() if k.startswith("variable_")}
+        return AppCompleted(event.get("Application-UUID", "") or "", event.get("Application", "") or "", event.get("Application-Response", "") or "", variables)
+    if name == "CHANNEL_ANSWER":
+        return Answered()
+    if name == "CHANNEL_BRIDGE":
+        return Bridged(event.get("Other-Leg-Unique-ID", "") or "")
+    if name == "CHANNEL_UNBRIDGE":
+        return Unbridged()
+    if name == "DTMF":
+        return Dtmf(event.get("DTMF-Digit", "") or "")
+    if name == "CHANNEL_HANGUP":
+        return HungUp(event.get("Hangup-Cause", "") or "NORMAL_CLEARING")
+    return None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class CallHandler:
+    cache: RoutingCache
+    calls: CallStore
+    recorder: CallRecorder
+    policy: Policy
+    clock: Callable[[], int] = _now_ms
+    max_call_ms: int = 6 * 3600 * 1000
+    linger_wait_s: float = 10.0
+    stats: dict[str, int] = field(default_factory=lambda: {"calls": 0, "errors": 0})
+
+    def __call__(self, session: CallSession) -> None:
+        self.stats["calls"] += 1
+        try:
+            data = session.connect() or session.session_data
+            session.send("myevents")
+            session.send("linger")
+        except (CallGone, EslTimeout) as exc:
+            log.warning("call setup failed before routing: %s", exc)
+            return
+        call = channel_info(data or {})
+        run = _CallRun(self, session, call)
+        try:
+            run.run()
+        except Exception:  # noqa: BLE001 - one call's bug must not take the server down
+            self.stats["errors"] += 1
+            log.exception("call %s failed; FreeSWITCH continues with the dialplan fallback", call.uuid)
+        finally:
+            run.release()
+
+
+class _CallRun:
+    """The per-call loop. Lives for one call only; holds no routing decisions."""
+
+    def __init__(self, handler: CallHandler, session: CallSession, call: CallInfo) -> None:
+        self.h = handler
+        self.session = session
+        self.call = call
+        self.tenant_id: int | None = None
+        self.started_ms = handler.clock()
+        self.answered_ms: int | None = None
+        self.admitted = False
+        self.finished: Finished | None = None
+        self.finished_ms = 0
+        self.gone = False
+        counter = itertools.count(1)
+        prefix = uuidlib.uuid4().hex[:12]
+        self.new_id = lambda: "%s-%s-%04d" % (call.uuid[:8] or "call", prefix, next(counter))
+        self.extra = {"call_uuid": call.uuid, "tenant_id": "-"}
+
+    def log(self, level: int, message: str, *args: object, **fields: object) -> None:
+        extra = dict(self.extra)
+        extra.update({k: str(v) for k, v in fields.items()})
+        suffix = " ".join("%s=%s" % kv for kv in extra.items())
+        log.log(level, message + " [" + suffix + "]", *args, extra={"pbx": extra})
+
+    # ------------------------------------------------------------ decisions
+
+    def run(self) -> None:
+        h = self.h
+        index = h.cache.index()
+        self.tenant_id = find_tenant(index, self.call)
+        snapshot = h.cache.snapshot(self.tenant_id) if self.tenant_id is not None else None
+        if snapshot is not None:
+            self.extra["tenant_id"] = str(snapshot.tenant_id)
+        admitted, refusal = True, ""
+        if snapshot is not None and snapshot.enabled:
+            admitted, refusal = self._admit(snapshot.tenant_id, snapshot.max_concurrent_calls)
+        ctx = callflow.Context(snapshot, h.policy, h.clock(), self.new_id)
+        self.log(logging.INFO, "call from %s to %s (%s)", self.call.caller_number, self.call.destination, self.call.entry)
+        decision = callflow.start(self.call, ctx, admitted=admitted, refusal=refusal)
+        state = decision.state
+        self.apply(decision.actions)
+        deadline = self.started_ms + h.max_call_ms
+        renew_every_ms = max(1000, h.calls.lease_ms // 3)
+        last_renew = h.clock()
+        while True:
+            now = h.clock()
+            if now - last_renew >= renew_every_ms:
+                self._renew()
+                last_renew = now
+            if self.finished is not None and now - self.finished_ms > h.linger_wait_s * 1000:
+                self.log(logging.WARNING, "no CHANNEL_HANGUP_COMPLETE %.0f s after the call ended; closing", h.linger_wait_s)
+                return
+            if now > deadline:
+                self.log(logging.ERROR, "call exceeded %d ms; hanging up", h.max_call_ms)
+                self.apply((Hangup("ALLOTTED_TIMEOUT"),))
+                deadline = now + 60_000
+            try:
+                item = self.session.events.get(timeout=min(renew_every_ms / 1000.0, h.linger_wait_s))
+            except gevent.queue.Empty:
+                continue
+            ctx = callflow.Context(snapshot, h.policy, h.clock(), self.new_id)
+            if item == LINGERING:
+                continue
+            if item == DISCONNECTED:
+                self.gone = True
+                decision = callflow.finish_now(state, "SOCKET_GONE")
+                self.apply(decision.actions)
+                return
+            assert isinstance(item, wire.Event)
+            if item.name == "CHANNEL_ANSWER" and self.answered_ms is None:
+                self.answered_ms = h.clock()
+            if item.name == "CHANNEL_HANGUP_COMPLETE":
+                decision = callflow.finish_now(state, item.get("Hangup-Cause", "NORMAL_CLEARING") or "NORMAL_CLEARING")
+                self.apply(decision.actions)
+                return
+            event = core_event(item)
+            if event is None:
+                continue
+            decision = callflow.handle(state, event, ctx)
+            state = decision.state
+            self.apply(decision.actions)
+
+    def apply(self, actions: tuple[Action, ...] | list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Execute):
+                self._send(lambda a=action: self.session.execute(a.app, a.arg, a.app_id), action.app)
+            elif isinstance(action, Hangup):
+                self._send(lambda a=action: self.session.hangup(a.cause), "hangup")
+            elif isinstance(action, Log):
+                level = logging.WARNING if action.level == "warning" else logging.INFO
+                self.log(level, action.message, **dict(action.fields))
+            elif isinstance(action, StoreVoicemail):
+                if self.tenant_id is not None:
+                    self._record(lambda a=action: self.h.recorder.voicemail(self.tenant_id, self.call, a), "voicemail")
+            elif isinstance(action, Finished):
+                self.finished = action
+                self.finished_ms = self.h.clock()
+                self.log(logging.INFO, "call finished: %s; route: %s", action.hangup_cause, action.route)
+                if self.tenant_id is not None:
+                    ended = self.h.clock()
+                    self._record(lambda a=action: self.h.recorder.call_finished(self.tenant_id, self.call, a, self.started_ms, self.answered_ms, ended), "history")
+
+    def _send(self, fn: Callable[[], None], what: str) -> None:
+        if self.gone:
+            return
+        try:
+            fn()
+        except CallGone as exc:
+            self.gone = True
+            self.log(logging.INFO, "call gone while sending %s: %s", what, exc)
+        except EslTimeout as exc:
+            self.log(logging.ERROR, "FreeSWITCH did not acknowledge %s: %s", what, exc)
+
+    def _record(self, fn: Callable[[], None], what: str) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - a history write must not break the call
+            self.log(logging.ERROR, "could not write %s: %s", what, exc)
+
+    # ------------------------------------------------------------ lease
+
+    def _admit(self, tenant_id: int, limit: int) -> tuple[bool, str]:
+        facts = {"caller": self.call.caller_number, "destination": self.call.destination, "entry": self.call.entry, "started_ms": str(self.started_ms)}
+        try:
+            result = self.h.calls.admit(tenant_id, self.call.uuid, self.h.clock(), limit, facts)
+        except redis.RedisError as exc:
+            # Never refuse a call because Redis is away: the limit is a safeguard.
+            self.log(logging.WARNING, "Redis unavailable, admitting without the limit check: %s", exc)
+            return True, ""
+        self.admitted = result.admitted
+        if not result.admitted:
+            return False, "tenant limit of %d concurrent calls reached" % limit
+        return True, ""
+
+    def _renew(self) -> None:
+        if not self.admitted or self.tenant_id is None:
+            return
+        try:
+            self.h.calls.renew(self.tenant_id, self.call.uuid, self.h.clock())
+        except redis.RedisError as exc:
+            self.log(logging.WARNING, "could not renew the call's lease: %s", exc)
+
+    def release(self) -> None:
+        if self.admitted and self.tenant_id is not None:
+            try:
+                self.h.calls.release(self.tenant_id, self.call.uuid)
+            except redis.RedisError as exc:
+                self.log(logging.WARNING, "could not release the call's lease (it expires by itself): %s", exc)

@@ -1,0 +1,267 @@
+"""The call-flow state machine: (state, event) -> (new state, actions). No I/O.
+
+``start`` decides what to do with a new call; ``handle`` takes every later event. The
+state is a frozen value; nothing is mutated in place.
+
+FreeSWITCH behaviour this relies on (transcripts in shared/freeswitch):
+* ``sendmsg execute`` while an application is running does not queue behind it: it runs
+  nested inside it at once (P07d). So at most one *blocking* application (bridge,
+  playback, record, play_and_get_digits) is in flight; the next is sent only after its
+  CHANNEL_EXECUTE_COMPLETE. Instant ones (set, unset, answer) may precede it.
+* The bridge outcome is only in variables (``originate_disposition``), never in
+  Application-Response (P01-P04); with ``continue_on_fail=true`` the caller stays up
+  after a failed bridge, with ``hangup_after_bridge=true`` it is hung up after a
+  successful one (P01c).
+* When the caller hangs up during ``record``, CHANNEL_HANGUP comes BEFORE the record's
+  EXECUTE_COMPLETE, which carries ``record_ms`` (P04): wait for it before finishing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from orchestrator.core.actions import (
+    Action,
+    AppCompleted,
+    Answered,
+    Bridged,
+    CallInfo,
+    CoreEvent,
+    Dtmf,
+    Execute,
+    Finished,
+    Hangup,
+    HungUp,
+    Log,
+    StoreVoicemail,
+    Unbridged,
+)
+from orchestrator.core.model import TenantSnapshot
+from orchestrator.core.plan import Announce, MenuStep, Policy, Ring, Step, Voicemail, plan_target
+from orchestrator.core.routing import entry_target
+
+# Phases
+RUNNING = "running"  # a step's blocking app is in flight
+TALKING = "talking"  # bridged to someone
+ENDING = "ending"  # the caller hung up; waiting for the last app's completion
+DONE = "done"
+
+
+@dataclass(frozen=True)
+class CallState:
+    call: CallInfo
+    phase: str = RUNNING
+    current: Step | None = None
+    plan: tuple[Step, ...] = ()
+    awaiting: str = ""  # app id (Event-UUID) of the blocking app in flight
+    awaiting_app: str = ""
+    seq: int = 0
+    route: tuple[str, ...] = ()
+    answered_by: int | None = None
+    recording: str = ""  # path of the voicemail being recorded
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: CallState
+    actions: tuple[Action, ...]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the core may consult besides the event: data, policy, clock, ids."""
+
+    snapshot: TenantSnapshot | None
+    policy: Policy
+    now_ms: int
+    new_id: Callable[[], str]
+
+
+def start(call: CallInfo, ctx: Context, *, admitted: bool = True, refusal: str = "") -> Decision:
+    """First decision for a new call. ``snapshot`` None means no tenant owns it."""
+    state = CallState(call)
+    snap = ctx.snapshot
+    if snap is None:
+        step = Announce(ctx.policy.sound_unknown_number, "no tenant owns %s" % call.destination, "UNALLOCATED_NUMBER", answer=False)
+        return _run_steps(state, [step], ctx, [Log("unknown number", "warning", {"reason": step.label})])
+    if not snap.enabled:
+        step = Announce(ctx.policy.sound_unavailable, "tenant %s is suspended" % snap.name, "CALL_REJECTED", answer=False)
+        return _run_steps(state, [step], ctx, [Log("tenant suspended", "warning", {"reason": step.label})])
+    if not admitted:
+        step = Announce(ctx.policy.sound_busy_limit, refusal or "concurrent call limit reached", "NORMAL_CIRCUIT_CONGESTION", answer=False)
+        return _run_steps(state, [step], ctx, [Log("call refused", "warning", {"reason": step.label})])
+    entry = entry_target(snap, call, ctx.now_ms)
+    setup: list[Action] = [
+        Execute("set", "continue_on_fail=true"),
+        Execute("set", "hangup_after_bridge=true"),
+        Execute("set", "pbx_tenant_id=%d" % snap.tenant_id),
+    ]
+    state = replace(state, route=(entry.note,))
+    if entry.target is None:
+        sound = ctx.policy.sound_unknown_number
+        step = Announce(sound, entry.note, "UNALLOCATED_NUMBER", answer=False)
+        return _run_steps(state, [step], ctx, setup + [Log("no route", "warning", {"reason": entry.note})])
+    steps = plan_target(entry.target, snap, ctx.policy, ctx.new_id)
+    return _run_steps(state, steps, ctx, setup)
+
+
+def handle(state: CallState, event: CoreEvent, ctx: Context) -> Decision:
+    if state.phase == DONE:
+        return Decision(state, ())
+    if isinstance(event, HungUp):
+        if state.awaiting and state.awaiting_app == "record":
+            return Decision(replace(state, phase=ENDING), ())
+        return _finish(state, event.cause)
+    if isinstance(event, Bridged):
+        owners = state.current.owners if isinstance(state.current, Ring) else {}
+        who = owners.get(event.other_uuid)
+        note = "answered" + (" by employee #%d" % who if who is not None else "")
+        return Decision(replace(state, phase=TALKING, answered_by=who, route=state.route + (note,)), ())
+    if isinstance(event, (Answered, Unbridged, Dtmf)):
+        return Decision(state, ())
+    if isinstance(event, AppCompleted):
+        if event.app_id != state.awaiting:
+            return Decision(state, ())  # an instant app, or a stale completion
+        state = replace(state, awaiting="", awaiting_app="")
+        return _completed(state, event, ctx)
+    return Decision(state, ())
+
+
+def finish_now(state: CallState, cause: str) -> Decision:
+    """The channel is gone (HANGUP_COMPLETE or the socket closed) whatever we awaited."""
+    if state.phase == DONE:
+        return Decision(state, ())
+    return _finish(state, cause)
+
+
+# ------------------------------------------------------------------ internals
+
+
+def _finish(state: CallState, cause: str) -> Decision:
+    route = " -> ".join(state.route)
+    return Decision(replace(state, phase=DONE), (Finished(state.answered_by, cause, route),))
+
+
+def _completed(state: CallState, event: AppCompleted, ctx: Context) -> Decision:
+    step = state.current
+    if state.phase == ENDING:
+        actions = _voicemail_saved(state, event)
+        return Decision(replace(state, phase=DONE), tuple(actions) + _finish(state, "NORMAL_CLEARING").actions)
+    if isinstance(step, Ring):
+        disposition = event.variables.get("originate_disposition", "")
+        if disposition == "SUCCESS" or state.phase == TALKING:
+            # hangup_after_bridge=true: FreeSWITCH hangs the caller up next.
+            return Decision(state, ())
+        cause = event.variables.get("originate_failed_cause") or disposition or "UNKNOWN"
+        state = replace(state, route=state.route + ("%s: not answered (%s)" % (step.label, cause),))
+        return _run_steps(state, list(state.plan), ctx, [Execute("unset", "pbx_fallback_dial")])
+    if isinstance(step, Voicemail):
+        if event.app == "playback":
+            return _record(state, step, ctx)
+        actions = _voicemail_saved(state, event)
+        return Decision(replace(state, recording=""), tuple(actions) + (Hangup("NORMAL_CLEARING"),))
+    if isinstance(step, Announce):
+        return Decision(state, (Hangup(step.cause),))
+    if isinstance(step, MenuStep):
+        return _menu_result(state, step, event, ctx)
+    return Decision(state, ())
+
+
+def _run_steps(state: CallState, steps: list[Step], ctx: Context, prefix: list[Action]) -> Decision:
+    if not steps:
+        return Decision(state, tuple(prefix) + (Hangup("NORMAL_CLEARING"),))
+    step, rest = steps[0], tuple(steps[1:])
+    state = replace(state, current=step, plan=rest, route=state.route + (step.label,), phase=RUNNING)
+    actions = list(prefix)
+    if isinstance(step, Ring):
+        actions.append(Execute("set", "pbx_fallback_dial=%s" % step.dial))
+        return _blocking(state, actions, "bridge", step.dial, ctx)
+    if isinstance(step, Voicemail):
+        greeting = step.greeting or ctx.policy.sound_voicemail_greeting
+        actions.append(Execute("answer"))
+        return _blocking(state, actions, "playback", "file_string://%s!%s" % (greeting, ctx.policy.sound_voicemail_beep), ctx)
+    if isinstance(step, Announce):
+        if step.answer:
+            actions.append(Execute("answer"))
+        # playback on an unanswered channel pre-answers it (183, early media; P08c).
+        return _blocking(state, actions, "playback", step.sound, ctx)
+    if isinstance(step, MenuStep):
+        return _menu_prompt(state, step, ctx, actions)
+    raise AssertionError("unknown step %r" % (step,))
+
+
+def _blocking(state: CallState, actions: list[Action], app: str, arg: str, ctx: Context) -> Decision:
+    app_id = ctx.new_id()
+    actions.append(Execute(app, arg, app_id, wait=True))
+    return Decision(replace(state, awaiting=app_id, awaiting_app=app, seq=state.seq + 1), tuple(actions))
+
+
+def _record(state: CallState, step: Voicemail, ctx: Context) -> Decision:
+    box = "general" if step.box_id is None else str(step.box_id)
+    tenant = ctx.snapshot.tenant_id if ctx.snapshot else 0
+    path = "%s/%s/%s/%s.wav" % (ctx.policy.recordings_dir, tenant, box, state.call.uuid)
+    # record <path> <max seconds> <silence threshold> <silence hits>: stops after 3 s
+    # of silence, or at the limit, or when the caller hangs up.
+    state = replace(state, recording=path)
+    return _blocking(state, [], "record", "%s %d 200 3" % (path, step.max_seconds), ctx)
+
+
+def _voicemail_saved(state: CallState, event: AppCompleted) -> list[Action]:
+    step = state.current
+    if event.app != "record" or not isinstance(step, Voicemail) or not state.recording:
+        return []
+    try:
+        duration = int(event.variables.get("record_ms", "0") or 0)
+    except ValueError:
+        duration = 0
+    if duration <= 0:
+        return [Log("voicemail left empty", "info", {"box": str(step.box_id)})]
+    if step.box_id is None:
+        return [Log("voicemail recorded without a box", "warning", {"path": state.recording})]
+    return [StoreVoicemail(step.box_id, state.recording, duration, state.call.caller_number)]
+
+
+# ------------------------------------------------------------------ voice menus
+
+
+def _menu_prompt(state: CallState, step: MenuStep, ctx: Context, actions: list[Action]) -> Decision:
+    menu = ctx.snapshot.menus[step.menu_id] if ctx.snapshot else None
+    assert menu is not None
+    greeting = menu.greeting or ctx.policy.sound_unavailable
+    if step.invalid_count:
+        greeting = "file_string://%s!%s" % (menu.invalid_sound or ctx.policy.sound_menu_invalid, greeting)
+    max_digits = 6 if menu.direct_dial else max([len(o.digit) for o in menu.options] or [1])
+    actions.append(Execute("answer"))
+    # play_and_get_digits <min> <max> <tries> <timeout ms> <terminators> <file>
+    #   <invalid file> <var> <regexp> <digit timeout ms>; the result is only in the
+    #   variable (P05): absent when nothing was typed.
+    arg = "1 %d 1 %d # %s silence_stream://250 pbx_menu_digits \\d+ %d" % (
+        max_digits, menu.timeout_seconds * 1000, greeting, ctx.policy.menu_digit_timeout_ms)
+    return _blocking(state, actions, "play_and_get_digits", arg, ctx)
+
+
+def _menu_result(state: CallState, step: MenuStep, event: AppCompleted, ctx: Context) -> Decision:
+    snap = ctx.snapshot
+    assert snap is not None
+    menu = snap.menus[step.menu_id]
+    digits = event.variables.get("pbx_menu_digits", "")
+    target = None
+    if not digits:
+        target, note = menu.default_target, "menu %s: no input, default" % menu.name
+    else:
+        for option in menu.options:
+            if option.digit == digits:
+                target, note = option.target, "menu %s: pressed %s" % (menu.name, digits)
+                break
+        else:
+            if menu.direct_dial and snap.target_for_extension(digits) is not None:
+                target, note = snap.target_for_extension(digits), "menu %s: dialled extension %s" % (menu.name, digits)
+            elif step.invalid_count + 1 < menu.max_invalid:
+                again = replace(step, invalid_count=step.invalid_count + 1)
+                state = replace(state, route=state.route + ("menu %s: invalid %s" % (menu.name, digits),))
+                return _run_steps(state, [again] + list(state.plan), ctx, [])
+            else:
+                target, note = menu.default_target, "menu %s: invalid input, default" % menu.name
+    state = replace(state, route=state.route + (note,))
+    steps = plan_target(target, snap, ctx.policy, ctx.new_id, step.hops + 1)
+    return _run_steps(state, steps, ctx, [])

@@ -1,0 +1,166 @@
+"""Turn a route target into the steps that serve it. Pure.
+
+A *plan* is the list of steps a call walks through until one of them connects it:
+ring (one ``bridge``), voice menu, voicemail, announcement. Each failed ring falls
+through to the next step; a department's no-answer target is planned after its ring.
+Chains of targets are capped at ``Policy.max_route_hops`` so that a cycle that slipped
+past validation still ends (with the tenant's "unavailable" announcement).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Union
+
+from orchestrator.core.dialstrings import Leg, external_endpoint, ring_all, user_endpoint
+from orchestrator.core.model import Employee, Strategy, Target, TargetKind, TenantSnapshot
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Deployment-wide call-flow settings (from Settings, via the wiring module)."""
+
+    external_dial_template: str = "sofia/gateway/pstn/{number}"
+    sound_unavailable: str = "ivr/ivr-not_available.wav"
+    sound_unknown_number: str = "ivr/ivr-not_available.wav"
+    sound_busy_limit: str = "ivr/ivr-all_circuits_busy.wav"
+    sound_voicemail_greeting: str = "voicemail/vm-record_message.wav"
+    sound_voicemail_beep: str = "tone_stream://%(250,0,1000)"
+    sound_menu_invalid: str = "ivr/ivr-that_was_an_invalid_entry.wav"
+    recordings_dir: str = "/var/lib/freeswitch/recordings/pbx"
+    external_ring_seconds: int = 60
+    max_route_hops: int = 8
+    menu_digit_timeout_ms: int = 2000
+
+
+@dataclass(frozen=True)
+class Ring:
+    """Ring some phones with one ``bridge``; first answer wins."""
+
+    dial: str
+    label: str
+    # b-leg uuid (set with origination_uuid) or dialled destination -> employee id
+    owners: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Voicemail:
+    box_id: int | None
+    greeting: str | None
+    max_seconds: int
+    label: str
+
+
+@dataclass(frozen=True)
+class Announce:
+    sound: str
+    label: str
+    cause: str = "NORMAL_CLEARING"
+    answer: bool = True
+
+
+@dataclass(frozen=True)
+class MenuStep:
+    menu_id: int
+    label: str
+    invalid_count: int = 0
+    hops: int = 0
+
+
+Step = Union[Ring, Voicemail, Announce, MenuStep]
+
+
+def _leg(endpoint: str, timeout: int, label: str, owner: int | None, owners: dict[str, int], new_id: Callable[[], str], delay: int = 0) -> Leg:
+    leg_uuid = new_id()
+    if owner is not None:
+        owners[leg_uuid] = owner
+    return Leg(endpoint, timeout, delay, label, (("origination_uuid", leg_uuid),))
+
+
+def _employee_legs(emp: Employee, domain: str, policy: Policy, new_id: Callable[[], str], owners: dict[str, int]) -> list[Leg]:
+    """The desk phone; plus the mobile after ``forward_to_mobile_after`` seconds.
+
+    The desk phone keeps ringing when the mobile is added (``leg_delay_start``), so
+    whoever picks up first, desk or mobile, gets the call. ``leg_timeout`` counts from
+    the start of the bridge, delay included.
+    """
+    owners[emp.extension] = emp.id
+    desk = user_endpoint(emp.extension, domain)
+    if emp.mobile and emp.forward_to_mobile_after is not None:
+        delay = max(0, emp.forward_to_mobile_after)
+        total = delay + emp.ring_seconds
+        owners[emp.mobile] = emp.id
+        mobile = external_endpoint(policy.external_dial_template, emp.mobile)
+        return [
+            _leg(desk, total, "desk %s" % emp.extension, emp.id, owners, new_id),
+            _leg(mobile, total, "mobile of %s" % emp.extension, emp.id, owners, new_id, delay),
+        ]
+    return [_leg(desk, emp.ring_seconds, "desk %s" % emp.extension, emp.id, owners, new_id)]
+
+
+def plan_target(
+    target: Target | None,
+    snap: TenantSnapshot,
+    policy: Policy,
+    new_id: Callable[[], str],
+    hops: int = 0,
+) -> list[Step]:
+    if target is None:
+        return [Announce(policy.sound_unavailable, "no target configured")]
+    if hops >= policy.max_route_hops:
+        return [Announce(policy.sound_unavailable, "route chain longer than %d targets: stopped" % policy.max_route_hops)]
+    kind = target.kind
+    if kind is TargetKind.EMPLOYEE:
+        emp = snap.employees.get(target.ref_id or -1)
+        if emp is None:
+            return [Announce(policy.sound_unavailable, "employee #%s no longer exists" % target.ref_id)]
+        owners: dict[str, int] = {}
+        legs = _employee_legs(emp, snap.sip_domain, policy, new_id, owners)
+        steps: list[Step] = [Ring(ring_all(legs, max(leg.timeout for leg in legs)), "employee %s (%s)" % (emp.extension, emp.name), owners)]
+        if emp.voicemail_box_id is not None:
+            steps.append(_voicemail(snap, emp.voicemail_box_id, policy))
+        else:
+            steps.append(Announce(policy.sound_unavailable, "employee %s did not answer" % emp.extension))
+        return steps
+    if kind is TargetKind.DEPARTMENT:
+        dep = snap.departments.get(target.ref_id or -1)
+        if dep is None:
+            return [Announce(policy.sound_unavailable, "department #%s no longer exists" % target.ref_id)]
+        owners = {}
+        legs: list[Leg] = []
+        for member in sorted(dep.members, key=lambda m: (m.order, m.employee_id)):
+            emp = snap.employees.get(member.employee_id)
+            if emp is None or not emp.logged_in:
+                continue
+            owners[emp.extension] = emp.id
+            ring = min(dep.ring_seconds, dep.no_answer_timeout)
+            legs.append(_leg(user_endpoint(emp.extension, snap.sip_domain), ring, emp.extension, emp.id, owners, new_id))
+        steps = []
+        label = "department %s (%s)" % (dep.extension, dep.name)
+        if dep.strategy is not Strategy.RING_ALL:
+            label += ", strategy %s rung as ring-all" % dep.strategy.value
+        if legs:
+            steps.append(Ring(ring_all(legs, dep.no_answer_timeout), label, owners))
+        steps.extend(plan_target(dep.no_answer_target, snap, policy, new_id, hops + 1) if dep.no_answer_target else [Announce(policy.sound_unavailable, "%s: nobody answered" % label)])
+        return steps
+    if kind is TargetKind.VOICEMAIL:
+        return [_voicemail(snap, target.ref_id, policy)]
+    if kind is TargetKind.EXTERNAL:
+        number = target.number or ""
+        owners = {}
+        legs = [_leg(external_endpoint(policy.external_dial_template, number), policy.external_ring_seconds, number, None, owners, new_id)]
+        return [Ring(ring_all(legs, policy.external_ring_seconds), "external %s" % number, owners), Announce(policy.sound_unavailable, "external %s did not answer" % number)]
+    if kind is TargetKind.ANNOUNCEMENT:
+        return [Announce(target.sound or policy.sound_unavailable, "announcement")]
+    if kind is TargetKind.MENU:
+        menu = snap.menus.get(target.ref_id or -1)
+        if menu is None:
+            return [Announce(policy.sound_unavailable, "voice menu #%s no longer exists" % target.ref_id)]
+        return [MenuStep(menu.id, "voice menu %s" % menu.name, 0, hops)]
+    return [Announce(policy.sound_unavailable, "unsupported target %s" % kind)]
+
+
+def _voicemail(snap: TenantSnapshot, box_id: int | None, policy: Policy) -> Voicemail:
+    box = snap.voicemail_boxes.get(box_id or -1)
+    if box is None:
+        return Voicemail(None, None, 120, "voicemail #%s (missing): general recording" % box_id)
+    return Voicemail(box.id, box.greeting, box.max_message_seconds, "voicemail %s" % box.name)
