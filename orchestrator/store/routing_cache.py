@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from typing import Callable, TypeVar
 
@@ -46,15 +47,21 @@ class RoutingCache:
         self._locks: dict[int | None, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self.loads = 0  # how many times the database was read (for tests and stats)
+        self.redis_backoff_s = 1.0
+        self._redis_down_until = 0.0
 
     def _lock(self, key: int | None) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(key, threading.Lock())
 
     def _published(self, read: Callable[[], int | None]) -> tuple[bool, int | None]:
+        # While Redis is known to be down, do not make every call wait for it again.
+        if time.monotonic() < self._redis_down_until:
+            return False, None
         try:
             return True, read()
         except redis.RedisError as exc:
+            self._redis_down_until = time.monotonic() + self.redis_backoff_s
             log.warning("routing version unavailable from Redis (%s); using cached data", exc)
             return False, None
 

@@ -1,0 +1,73 @@
+"""``pbx-orchestrator``: the outbound-socket server FreeSWITCH hands every call to."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def orchestrator_main(argv: list[str] | None = None) -> int:
+    # Entry point only: make sockets, DNS and threads cooperative before anything else.
+    from gevent import monkey
+
+    monkey.patch_all()
+
+    import gevent
+    import gevent.event
+
+    from orchestrator import config, wiring
+    from orchestrator.call_handler import CallHandler
+    from orchestrator.db_recorder import DbRecorder
+    from orchestrator.errors import ConfigError
+    from orchestrator.esl.outbound import OutboundServer
+
+    parser = argparse.ArgumentParser(prog="pbx-orchestrator", description=__doc__)
+    parser.add_argument("--listen", help="HOST:PORT for FreeSWITCH's socket application (env PBX_LISTEN)")
+    parser.add_argument("--log-level", default=os.environ.get("PBX_LOG_LEVEL", "INFO"))
+    parser.add_argument("--drain-seconds", type=float, default=30.0, help="on SIGTERM, how long running calls may finish")
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    log = logging.getLogger("orchestrator")
+    env = dict(os.environ)
+    if args.listen:
+        env["PBX_LISTEN"] = args.listen
+    try:
+        settings = config.from_env(env).check()
+        app = wiring.orchestrator(settings)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    handler = CallHandler(app.cache, app.calls, DbRecorder(app.db.session_factory, wiring.run_in_threadpool), app.policy)
+    server = OutboundServer(settings.listen_host, settings.listen_port, handler, settings.esl_command_timeout_ms / 1000.0)
+    try:
+        server.start()
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", settings.listen_host, settings.listen_port, exc)
+        return 2
+    # Warm the routing cache so the first call does not pay for it.
+    try:
+        app.cache.index()
+    except Exception as exc:  # noqa: BLE001 - a cold cache is not fatal
+        log.warning("could not warm the routing cache: %s", exc)
+    print("pbx-orchestrator listening on %s:%d" % server.address, flush=True)
+    stopping = gevent.event.Event()
+    gevent.signal_handler(signal.SIGTERM, stopping.set)
+    gevent.signal_handler(signal.SIGINT, stopping.set)
+    stopping.wait()
+    log.info("stopping: no new calls; %d running call(s) get %.0f s to finish", server.active, args.drain_seconds)
+    server.stop(timeout=args.drain_seconds)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(orchestrator_main())

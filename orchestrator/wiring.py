@@ -1,0 +1,145 @@
+"""The one place that builds clients (database engine, Redis, ESL) and hands them in.
+
+Entry points call ``build(settings)``; no other module creates its own connection.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from orchestrator.config import Settings
+from orchestrator.core.plan import Policy
+from orchestrator.store.redis_store import CallStore, RoutingVersions
+from orchestrator.store.routing_cache import RoutingCache
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEMO_TENANT_FILE = Path(__file__).resolve().parent / "demo" / "demo-tenant.yaml"
+
+
+def run_in_threadpool(fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking database work off the gevent hub (psycopg2 and sqlite3 block)."""
+    import gevent
+
+    return gevent.get_hub().threadpool.apply(fn, args)
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A Redis client that rides out a restart: short timeouts, a few quick retries."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+        health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+
+
+def resolve_redis_url(settings: Settings) -> str:
+    if settings.redis_url:
+        return settings.redis_url
+    from orchestrator.store.embedded_redis import embedded_redis_url
+
+    return embedded_redis_url(settings.data_dir)
+
+
+def policy_from(settings: Settings) -> Policy:
+    return Policy(
+        external_dial_template=settings.external_dial_template,
+        sound_unknown_number=settings.sound_unknown_number,
+        sound_busy_limit=settings.sound_busy_limit,
+        sound_voicemail_greeting=settings.sound_voicemail_greeting,
+        sound_voicemail_beep=settings.sound_voicemail_beep,
+        recordings_dir=settings.recordings_dir,
+    )
+
+
+@dataclass
+class Database:
+    engine: Any
+    session_factory: Any
+
+
+def database(settings: Settings, *, seed_demo: bool | None = None) -> Database:
+    """Engine + migrations; the embedded SQLite database gets the demo tenant once."""
+    from orchestrator.db.engine import make_engine, make_session_factory
+    from orchestrator.db.migrate import upgrade
+
+    url = settings.effective_database_url
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
+    upgrade(engine)
+    factory = make_session_factory(engine)
+    if seed_demo is None:
+        seed_demo = not settings.database_url
+    if seed_demo:
+        seed_demo_tenant(factory)
+    return Database(engine, factory)
+
+
+def seed_demo_tenant(session_factory: Any) -> None:
+    from sqlalchemy import func, select
+
+    from orchestrator.db.models import Tenant
+    from orchestrator.tenant_doc import import_tenant
+
+    with session_factory() as session:
+        if session.scalar(select(func.count()).select_from(Tenant)):
+            return
+        import_tenant(session, DEMO_TENANT_FILE.read_text(encoding="utf-8"))
+        session.commit()
+        log.info("seeded the demo tenant from %s", DEMO_TENANT_FILE)
+
+
+@dataclass
+class Orchestrator:
+    settings: Settings
+    db: Database
+    redis: redis.Redis
+    cache: RoutingCache
+    calls: CallStore
+    policy: Policy
+
+
+def orchestrator(settings: Settings, *, run_blocking: Callable[..., Any] = run_in_threadpool) -> Orchestrator:
+    from orchestrator.db.snapshot import load_routing_index, load_tenant_snapshot
+
+    db = database(settings)
+    client = redis_client(resolve_redis_url(settings))
+    versions = RoutingVersions(client)
+    attach_version_publisher(db, versions)
+
+    def load_index() -> Any:
+        with db.session_factory() as session:
+            return load_routing_index(session)
+
+    def load_snapshot(tenant_id: int) -> Any:
+        with db.session_factory() as session:
+            return load_tenant_snapshot(session, tenant_id)
+
+    cache = RoutingCache(versions, load_index, load_snapshot, run_blocking, settings.snapshot_cache_size)
+    return Orchestrator(settings, db, client, cache, CallStore(client), policy_from(settings))
+
+
+def attach_version_publisher(db: Database, versions: RoutingVersions) -> None:
+    """After every commit that changed routing data, publish the new versions."""
+    from orchestrator.db.engine import add_change_publisher
+
+    def publish(changed: dict[int, int], index_version: int | None) -> None:
+        try:
+            versions.publish(changed, index_version)
+        except redis.RedisError as exc:
+            # The orchestrators then keep their cached snapshot until the next change
+            # or until Redis is back and the version is seeded again.
+            log.error("could not publish routing versions %s to Redis: %s", changed, exc)
+
+    add_change_publisher(db.session_factory, publish)
