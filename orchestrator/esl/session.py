@@ -4,6 +4,12 @@ greenswitch reads the socket, matches command replies and dispatches events; thi
 subclass fixes what a call centre cannot live with (see shared/STYLE.md):
 
 * every command waits at most ``timeout_s`` (greenswitch's ``send`` waits forever);
+* the read loop is ours: greenswitch stops its dispatcher at EOF and drops the events
+  still queued (CHANNEL_HANGUP_COMPLETE among them); ours ends the stream with a marker
+  that is dispatched after them;
+* disconnect notices: a ``linger`` notice may come before the reply to an in-flight
+  sendmsg (transcript outbound_sipp_builtin_uac_caller_hangup), so it does not fail
+  pending commands as greenswitch does; only a real ``disconnect`` does;
 * event bodies are parsed with our wire codec (greenswitch URL-decodes the whole body
   before splitting lines and loses repeated headers and inner bodies);
 * the ``disconnect`` notice's body (FreeSWITCH's goodbye text) is consumed instead of
@@ -22,7 +28,7 @@ from typing import Any
 import gevent
 import gevent.event
 import gevent.queue
-from greenswitch.esl import NotConnectedError, OutboundSession, OutboundSessionHasGoneAway
+from greenswitch.esl import ESLEvent, NotConnectedError, OutboundSession, OutboundSessionHasGoneAway
 
 from orchestrator.errors import CallGone, EslTimeout, ProtocolError
 from orchestrator.esl import wire
@@ -34,27 +40,49 @@ DISCONNECTED = "disconnected"  # the socket is closing (disconnect notice or EOF
 LINGERING = "lingering"  # the channel hung up; FreeSWITCH keeps the socket (linger)
 
 
+class _EndOfStream:
+    """Dispatcher-queue marker: the socket reached EOF (or failed)."""
+
+    headers = {"Event-Name": "PBX_END_OF_STREAM", "Content-Type": "pbx/eof"}
+
+
 class CallSession(OutboundSession):
     def __init__(self, client_address: Any, sock: Any, timeout_s: float = 5.0) -> None:
         self.events: gevent.queue.Queue = gevent.queue.Queue()
         self.timeout_s = timeout_s
         super().__init__(client_address, sock)
-        for name in ("*", "CHANNEL_HANGUP", "DISCONNECT"):
+        for name in ("*", "CHANNEL_HANGUP"):
             self.register_handle(name, self._enqueue)
 
     # ---------------------------------------------------------------- reading
 
     def receive_events(self) -> None:
+        """Read framed messages until EOF (replaces greenswitch's loop, which stops the
+        dispatcher at EOF and drops events still queued, e.g. CHANNEL_HANGUP_COMPLETE)."""
+        buf: list[bytes] = []
         try:
-            super().receive_events()
-        except (ProtocolError, KeyError, ValueError, UnicodeDecodeError) as exc:
+            while True:
+                line = self.sock_file.readline()
+                if not line:
+                    break
+                if line == b"\n":
+                    if not buf:
+                        continue
+                    event = ESLEvent(b"".join(buf).decode("utf-8", "replace"))
+                    buf = []
+                    self.handle_event(event)
+                    continue
+                buf.append(line)
+        except (ProtocolError, KeyError, ValueError) as exc:
             log.error("malformed ESL message from FreeSWITCH, closing the call's socket: %s", exc)
-            self.connected = False
-            self._run = False
-            self._fail_pending(CallGone("malformed ESL message: %s" % exc))
+        except OSError as exc:
+            log.info("call socket error: %s", exc)
         finally:
-            # EOF or error: nothing more will come on this connection.
-            self.events.put(DISCONNECTED)
+            # Nothing more will come on this connection. The marker goes through the
+            # dispatcher queue so that it arrives after every event read before it.
+            self.connected = False
+            self._fail_pending(CallGone("the call's socket closed"))
+            self._esl_event_queue.put(_EndOfStream())
 
     def _read_exact(self, length: int) -> bytes:
         data = b""
@@ -86,7 +114,7 @@ class CallSession(OutboundSession):
                 self.events.put(LINGERING)
             else:
                 self.connected = False
-            self._esl_event_queue.put(event)
+                self._fail_pending(CallGone("FreeSWITCH closed the call's socket"))
             return
         if ctype == "command/reply" and not self._commands_sent:
             log.warning("unexpected command/reply from FreeSWITCH: %s", headers.get("Reply-Text"))
@@ -94,21 +122,13 @@ class CallSession(OutboundSession):
         super().handle_event(event)
 
     def _enqueue(self, event: Any) -> None:
+        if isinstance(event, _EndOfStream):
+            self.events.put(DISCONNECTED)
+            self._run = False
+            return
         parsed = getattr(event, "parsed", None)
         if parsed is not None:
             self.events.put(parsed)
-        elif event.headers.get("Content-Type") == "text/disconnect-notice":
-            if event.headers.get("Content-Disposition") != "linger":
-                self.events.put(DISCONNECTED)
-
-    def on_disconnect(self, event: Any) -> None:
-        # greenswitch fails every pending command on ANY notice, linger included; a
-        # linger notice may arrive before the reply to an in-flight sendmsg (transcript
-        # outbound_sipp_builtin_uac_caller_hangup), whose +OK still follows. Only a
-        # real disconnect fails them.
-        if event.headers.get("Content-Disposition") == "linger":
-            return
-        super().on_disconnect(event)
 
     def _fail_pending(self, exc: Exception) -> None:
         for pending in self._commands_sent:

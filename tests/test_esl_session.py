@@ -1,0 +1,137 @@
+"""The outbound-socket session adapter on the exact bytes a real FreeSWITCH sent.
+
+A replay peer plays FreeSWITCH's side of a recorded transcript: for every command the
+recorder sent it reads one command from our session, then writes what FreeSWITCH wrote
+until the next command. Our session must parse every message and deliver the same events.
+"""
+from __future__ import annotations
+
+import gevent
+import gevent.socket
+import pytest
+
+from orchestrator.errors import CallGone, EslTimeout
+from orchestrator.esl import wire
+from orchestrator.esl.session import DISCONNECTED, LINGERING, CallSession
+from simulator import transcripts
+
+
+def _read_command(sock) -> bytes:
+    buf = b""
+    while not buf.endswith(b"\n\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            return buf
+        buf += chunk
+    return buf
+
+
+def replay(name: str, ours: str = "SERVER"):
+    """Start a peer replaying FreeSWITCH's side; returns (our socket, peer greenlet, records)."""
+    records = [r for r in transcripts.load(name) if r.direction in ("FS->%s" % ours, "%s->FS" % ours)]
+    mine, theirs = gevent.socket.socketpair()
+
+    def peer() -> list[bytes]:
+        received = []
+        for record in records:
+            if record.direction == "%s->FS" % ours:
+                received.append(_read_command(theirs))
+            else:
+                theirs.sendall(record.data)
+        return received
+
+    return mine, gevent.spawn(peer), records
+
+
+def drain(session: CallSession, until=DISCONNECTED, timeout: float = 5.0) -> list:
+    items = []
+    with gevent.Timeout(timeout):
+        while True:
+            item = session.events.get()
+            items.append(item)
+            if item == until or (isinstance(item, wire.Event) and item.name == until):
+                return items
+
+
+def names(items) -> list[str]:
+    return [i.name if isinstance(i, wire.Event) else i for i in items]
+
+
+def test_outbound_loopback_plain_replay():
+    sock, peer, records = replay("outbound_loopback_plain.txt")
+    session = CallSession(("127.0.0.1", 0), sock, timeout_s=5)
+    session.connect()
+    data = session.session_data
+    assert data["Unique-ID"] == "6cd5456b-0703-433b-b46e-472ef36f70c1"
+    assert data["Reply-Text"].startswith("+OK")  # URL-decoded %2BOK%0A
+    assert data["variable_current_application_data"] == "127.0.0.1:8084 async full"
+    assert session.send("myevents").headers["Reply-Text"] == "+OK Events Enabled"
+    assert session.send("linger").headers["Reply-Text"] == "+OK will linger"
+    assert session.send("getvar destination_number").headers["Reply-Text"] == "7000"
+    sent = [r.data for r in records if r.direction == "SERVER->FS"]
+    for raw in sent[4:]:
+        text = raw.decode().rstrip("\n")
+        if text.startswith("api "):
+            # The recorder used 'api' on this socket: its api/response is read by greenswitch.
+            session.send(text)
+        elif text == "exit":
+            break
+        else:
+            session.send(text)
+    items = drain(session, until=LINGERING)
+    gevent.sleep(0)
+    session.close()
+    got = [n for n in names(items) if n != LINGERING]
+    assert got[:7] == ["CHANNEL_PARK", "CHANNEL_EXECUTE", "CHANNEL_ANSWER", "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_EXECUTE", "DTMF", "CHANNEL_EXECUTE_COMPLETE"]
+    complete = [i for i in items if isinstance(i, wire.Event) and i.name == "CHANNEL_EXECUTE_COMPLETE"]
+    assert complete[0].get("Application") == "answer"
+    assert complete[0].get("Application-UUID") == "dd766f78-9106-46c3-a374-0b20b903ea1b"
+    assert complete[1].get("Application-Response") == "FILE PLAYED"
+    dtmf = [i for i in items if isinstance(i, wire.Event) and i.name == "DTMF"][0]
+    assert dtmf.get("DTMF-Digit") == "5"  # sent with api uuid_recv_dtmf in the recording
+
+
+def test_disconnect_notice_before_the_sendmsg_reply_does_not_break_the_session():
+    """outbound_sipp_builtin_uac_caller_hangup: the caller hung up right after answer;
+    the linger notice arrives BEFORE the +OK of the in-flight sendmsg."""
+    sock, peer, records = replay("outbound_sipp_builtin_uac_caller_hangup.txt")
+    session = CallSession(("127.0.0.1", 0), sock, timeout_s=5)
+    session.connect()
+    for raw in [r.data for r in records if r.direction == "SERVER->FS"][1:]:
+        text = raw.decode().rstrip("\n")
+        if text == "exit":
+            break
+        try:
+            session.send(text)
+        except CallGone:
+            pytest.fail("a linger notice must not fail the in-flight command")
+    items = drain(session, until="CHANNEL_HANGUP_COMPLETE")
+    assert names(items) == [
+        "CHANNEL_PARK", "CHANNEL_EXECUTE", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER", "CHANNEL_EXECUTE_COMPLETE",
+        LINGERING, "CHANNEL_HANGUP", "CHANNEL_UNPARK", "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_STATE", "CHANNEL_STATE",
+        "CHANNEL_HANGUP_COMPLETE",
+    ]
+    session.close()
+
+
+def test_malformed_message_ends_the_session_with_a_clear_error(caplog):
+    mine, theirs = gevent.socket.socketpair()
+    session = CallSession(("127.0.0.1", 0), mine, timeout_s=1)
+    theirs.sendall(b"Content-Type: text/event-plain\nContent-Length: 5\n\nnot-an-event-at-all")
+    theirs.sendall(b"garbage line without colon\n\n")
+    with gevent.Timeout(3):
+        while session.events.get() != DISCONNECTED:
+            pass
+    with pytest.raises(CallGone):
+        session.send("myevents")
+    assert "malformed ESL message" in caplog.text
+    session.close()
+
+
+def test_silent_freeswitch_times_out_instead_of_hanging():
+    mine, theirs = gevent.socket.socketpair()
+    session = CallSession(("127.0.0.1", 0), mine, timeout_s=0.2)
+    with pytest.raises(EslTimeout):
+        session.send("connect")
+    session.close()
+    theirs.close()
