@@ -1,0 +1,51 @@
+"""Writes finished calls and voicemails to the database, off the gevent hub.
+
+The call handler's ``CallRecorder``: one short transaction per write, run in the
+wiring's thread pool so that a slow database never stalls other calls' events.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from orchestrator.core.actions import CallInfo, Finished, StoreVoicemail
+from orchestrator.db import queries
+
+
+def _ts(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc)
+
+
+class DbRecorder:
+    def __init__(self, session_factory: Any, run_blocking: Callable[..., Any]) -> None:
+        self._sessions = session_factory
+        self._run = run_blocking
+
+    def call_finished(self, tenant_id: int, call: CallInfo, finished: Finished, started_ms: int, answered_ms: int | None, ended_ms: int) -> None:
+        def write() -> None:
+            with self._sessions() as session:
+                queries.record_call(
+                    session,
+                    tenant_id,
+                    call_uuid=call.uuid,
+                    direction="internal" if call.entry == "internal" else "inbound",
+                    caller=call.caller_number,
+                    destination=call.destination,
+                    started_at=_ts(started_ms),
+                    answered_at=_ts(answered_ms),
+                    ended_at=_ts(ended_ms),
+                    answered_by_employee_id=finished.answered_by_employee_id,
+                    hangup_cause=finished.hangup_cause,
+                    route=finished.route[:2000],
+                )
+                session.commit()
+
+        self._run(write)
+
+    def voicemail(self, tenant_id: int, call: CallInfo, message: StoreVoicemail) -> None:
+        def write() -> None:
+            with self._sessions() as session:
+                queries.record_voicemail(session, tenant_id, message.box_id, message.caller, call.uuid, message.path, message.duration_ms)
+                session.commit()
+
+        self._run(write)
