@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import date
 from types import MappingProxyType
-from typing import Mapping
+from typing import Mapping, TypeVar
 
 
 class TargetKind(str, enum.Enum):
@@ -180,7 +180,11 @@ class VoicemailBox:
     max_message_seconds: int = 120
 
 
-def _frozen(mapping: Mapping) -> Mapping:
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _frozen(mapping: Mapping[K, V]) -> Mapping[K, V]:
     return MappingProxyType(dict(mapping))
 
 
@@ -219,7 +223,8 @@ class TenantSnapshot:
         object.__setattr__(self, "_extensions", MappingProxyType(ext))
 
     def target_for_extension(self, extension: str) -> Target | None:
-        return self._extensions.get(extension)  # type: ignore[attr-defined]
+        extensions: Mapping[str, Target] = self._extensions  # type: ignore[attr-defined]
+        return extensions.get(extension)
 
     def default_schedule(self) -> Schedule | None:
         for sched in self.schedules.values():

@@ -114,7 +114,7 @@ def plan_target(
         if emp is None:
             return [Announce(policy.sound_unavailable, "employee #%s no longer exists" % target.ref_id)]
         owners: dict[str, int] = {}
-        legs = _employee_legs(emp, snap.sip_domain, policy, new_id, owners)
+        legs: list[Leg] = _employee_legs(emp, snap.sip_domain, policy, new_id, owners)
         steps: list[Step] = [Ring(ring_all(legs, max(leg.timeout for leg in legs)), "employee %s (%s)" % (emp.extension, emp.name), owners)]
         if emp.voicemail_box_id is not None:
             steps.append(_voicemail(snap, emp.voicemail_box_id, policy))
@@ -126,7 +126,7 @@ def plan_target(
         if dep is None:
             return [Announce(policy.sound_unavailable, "department #%s no longer exists" % target.ref_id)]
         owners = {}
-        legs: list[Leg] = []
+        legs = []
         for member in sorted(dep.members, key=lambda m: (m.order, m.employee_id)):
             emp = snap.employees.get(member.employee_id)
             if emp is None or not emp.logged_in:
