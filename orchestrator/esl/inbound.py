@@ -30,14 +30,13 @@ with exponential backoff and jitter, re-subscribing its events.
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 import socket as _stdsocket
 import time
 import uuid as _uuid
 from collections import deque
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Mapping
 
 import gevent
 import gevent.event
@@ -46,15 +45,14 @@ import gevent.queue
 from gevent import socket
 
 from orchestrator.errors import EslAuthError, EslCommandError, EslConnectionError, EslError, EslTimeout, ProtocolError
+from orchestrator.esl.event_stream import EventStream
+from orchestrator.esl.commands import ORIGINATE_MARGIN_S, FreeSwitchApi, with_channel_variables
 from orchestrator.esl.wire import Event, Message, Parser, encode_command, parse_event
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[Event], None]
 
-# Extra seconds we wait for an originate beyond its originate_timeout (FreeSWITCH's
-# timers tick on whole seconds; ringing ends up to ~1 s late, plus the SIP CANCEL).
-ORIGINATE_MARGIN_S = 5.0
 AUTH_REFUSED = "FreeSWITCH refused the ESL password; check PBX_ESL_PASSWORD / event_socket.conf.xml"
 
 
@@ -67,46 +65,7 @@ class _Waiter:
         self.abandoned = False
 
 
-class EventStream:
-    """Events of one subscriber, read with a timeout: ``get(timeout)`` or ``iter(timeout)``."""
-
-    def __init__(self, client: "InboundClient", maxsize: int = 10000) -> None:
-        self._client = client
-        self.queue: gevent.queue.Queue = gevent.queue.Queue(maxsize)
-
-    def get(self, timeout: float) -> Event:
-        try:
-            return self.queue.get(timeout=timeout)
-        except gevent.queue.Empty:
-            raise EslTimeout("no FreeSWITCH event within %.1f s" % timeout) from None
-
-    def iter(self, timeout: float) -> Iterator[Event]:
-        """Events until none came for ``timeout`` seconds."""
-        while True:
-            try:
-                yield self.queue.get(timeout=timeout)
-            except gevent.queue.Empty:
-                return
-
-    def wait_for(self, predicate: Callable[[Event], bool], timeout: float) -> Event:
-        """The first event matching ``predicate`` within ``timeout`` (others are dropped)."""
-        with gevent.Timeout(timeout, EslTimeout("no matching FreeSWITCH event within %.1f s" % timeout)):
-            while True:
-                event = self.queue.get()
-                if predicate(event):
-                    return event
-
-    def close(self) -> None:
-        self._client._unsubscribe(self)
-
-    def __enter__(self) -> "EventStream":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class InboundClient:
+class InboundClient(FreeSwitchApi):
     """One authenticated connection to FreeSWITCH's event socket, kept alive.
 
     ``events``: event names to subscribe to besides BACKGROUND_JOB (which is always
@@ -256,74 +215,6 @@ class InboundClient:
             raise EslCommandError(cmd, body)
         return body
 
-    def originate(
-        self,
-        dial_string: str,
-        app: str = "&park()",
-        variables: Mapping[str, str] | None = None,
-        timeout_s: int = 60,
-        origination_uuid: str | None = None,
-    ) -> str:
-        """Originate a leg (bgapi) and return its uuid once it answered.
-
-        ``timeout_s`` becomes ``originate_timeout`` unless ``variables`` has one. The
-        leg gets our ``origination_uuid``, so that a leg we stopped waiting for can
-        still be killed. Failure: :class:`EslCommandError` whose ``cause`` is the
-        hangup cause (USER_NOT_REGISTERED, USER_BUSY, NO_ANSWER, SUBSCRIBER_ABSENT ...).
-        """
-        leg = origination_uuid or str(_uuid.uuid4())
-        merged: dict[str, str] = {"origination_uuid": leg}
-        merged.update(variables or {})
-        merged.setdefault("originate_timeout", str(int(timeout_s)))
-        cmd = "originate %s %s" % (with_channel_variables(dial_string, merged), app)
-        try:
-            body = self.bgapi(cmd, timeout=float(merged["originate_timeout"]) + ORIGINATE_MARGIN_S)
-        except EslTimeout:
-            self._kill_quietly(leg)
-            raise
-        if body.startswith("+OK"):
-            return body[3:].strip() or leg
-        raise EslCommandError("originate " + dial_string, body)
-
-    def uuid_bridge(self, a: str, b: str) -> str:
-        return self.api("uuid_bridge %s %s" % (a, b), check=True).strip()
-
-    def uuid_kill(self, uuid: str, cause: str | None = None) -> bool:
-        """Hang a channel up; False when it was already gone."""
-        try:
-            self.api("uuid_kill %s%s" % (uuid, " " + cause if cause else ""), check=True)
-        except EslCommandError as exc:
-            if "No such channel" in exc.reply:
-                return False
-            raise
-        return True
-
-    def uuid_break(self, uuid: str, all: bool = True) -> None:  # noqa: A002 - FreeSWITCH's word
-        self.api("uuid_break %s%s" % (uuid, " all" if all else ""), check=True)
-
-    def uuid_transfer(self, uuid: str, destination: str, dialplan: str = "XML", context: str = "default") -> None:
-        self.api("uuid_transfer %s %s %s %s" % (uuid, destination, dialplan, context), check=True)
-
-    def uuid_getvar(self, uuid: str, name: str) -> str | None:
-        value = self.api("uuid_getvar %s %s" % (uuid, name), check=True)
-        return None if value == "_undef_" else value
-
-    def uuid_setvar(self, uuid: str, name: str, value: str | None = None) -> None:
-        """Set a channel variable; ``None`` unsets it."""
-        tail = "" if value is None else " " + value
-        self.api("uuid_setvar %s %s%s" % (uuid, name, tail), check=True)
-
-    def show_channels(self) -> list[dict[str, str]]:
-        body = self.api("show channels as json", check=True)
-        try:
-            data = json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise ProtocolError("show channels as json: not JSON (%s)" % exc) from None
-        rows = data.get("rows", [])
-        if int(data.get("row_count", 0)) != len(rows):
-            raise ProtocolError("show channels as json: row_count %r but %d rows" % (data.get("row_count"), len(rows)))
-        return [dict(r) for r in rows]
-
     # ------------------------------------------------------------ events
 
     def events_stream(self, maxsize: int = 10000) -> EventStream:
@@ -391,12 +282,6 @@ class InboundClient:
                 # listener thread) is stuck. Start over rather than wait forever.
                 self._lost(gen, "no reply to %s within %.1f s" % (what, wait))
             raise EslTimeout("FreeSWITCH did not answer %s within %.1f s" % (what, wait)) from None
-
-    def _kill_quietly(self, uuid: str) -> None:
-        try:
-            self.uuid_kill(uuid)
-        except EslError:
-            pass
 
     # ------------------------------------------------------------ internals: connection
 
@@ -558,29 +443,6 @@ class InboundClient:
             except (EslError, ProtocolError) as exc:
                 log.warning("esl reconnect failed", extra={**self._log_extra, "error": str(exc), "attempt": attempt + 1})
             attempt += 1
-
-
-def with_channel_variables(dial_string: str, variables: Mapping[str, str]) -> str:
-    """``{k=v,...}dial_string``, merged into a ``{...}`` prefix the string already has.
-
-    Values are escaped the way FreeSWITCH's originate parses them: ``,`` as ``\\,``
-    and values with spaces in single quotes.
-    """
-    inner = ",".join("%s=%s" % (k, _quote_value(str(v))) for k, v in variables.items())
-    if dial_string.startswith("{") and "}" in dial_string:
-        close = dial_string.index("}")
-        existing = dial_string[1:close]
-        rest = dial_string[close + 1 :]
-        inner = ",".join(p for p in (inner, existing) if p)
-        return "{%s}%s" % (inner, rest)
-    return "{%s}%s" % (inner, dial_string) if inner else dial_string
-
-
-def _quote_value(value: str) -> str:
-    value = value.replace(",", "\\,")
-    if " " in value and not (value.startswith("'") and value.endswith("'")):
-        value = "'%s'" % value
-    return value
 
 
 def _now() -> float:
