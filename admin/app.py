@@ -1,0 +1,106 @@
+"""``create_app``: the admin panel and FreeSWITCH's directory as one Flask app."""
+from __future__ import annotations
+
+import secrets
+import warnings
+from typing import Any
+
+from flask import Flask, redirect, request, url_for
+from flask_admin import Admin, AdminIndexView, expose
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.orm import scoped_session, sessionmaker
+from werkzeug.wrappers import Response
+
+from admin import auth
+from admin.directory import make_directory_blueprint
+from admin.views import (
+    AdminUserView,
+    CallRecordView,
+    DepartmentView,
+    EmployeeView,
+    PhoneNumberView,
+    ScheduleView,
+    TenantView,
+    VoicemailBoxView,
+    VoicemailMessageView,
+    VoiceMenuView,
+)
+from orchestrator.config import Settings
+from orchestrator.db.accounts import AdminUser
+from orchestrator.db.engine import add_change_publisher
+from orchestrator.db.models import Tenant
+from orchestrator.db.versioning import Publisher
+
+
+class HomeView(AdminIndexView):
+    def is_accessible(self) -> bool:
+        user = auth.current_user()
+        return user is not None and user.can_administer
+
+    def inaccessible_callback(self, name: str, **kwargs: Any) -> Response:
+        return redirect(url_for("auth.login", next=request.full_path))
+
+    @expose("/")
+    def index(self) -> str:
+        return self.render("admin/index.html")
+
+
+def create_app(settings: Settings, session_factory: sessionmaker, on_change: Publisher | None = None) -> Flask:
+    """The admin panel over ``session_factory``'s database. ``on_change`` (if given) is
+    registered as a routing change publisher (called after each committed change)."""
+    settings.check()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.admin_secret_key or secrets.token_hex(32),  # dev: random per process
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.production,
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    app.extensions["pbx_settings"] = settings
+    if on_change is not None:
+        add_change_publisher(session_factory, on_change)
+    db = scoped_session(session_factory)
+    app.extensions["pbx_db"] = db
+
+    with session_factory.begin() as session:
+        auth.bootstrap_operator(session, settings.admin_password)
+
+    csrf = CSRFProtect(app)
+    directory = make_directory_blueprint(settings, db)
+    csrf.exempt(directory)
+    app.register_blueprint(directory)
+    app.register_blueprint(auth.make_blueprint(db))
+
+    @app.before_request
+    def _load_user() -> None:
+        auth.load_user(db())
+
+    @app.teardown_appcontext
+    def _remove_session(exc: BaseException | None) -> None:
+        db.remove()
+
+    @app.route("/")
+    def _root() -> Response:
+        return redirect(url_for("admin.index"))
+
+    panel = Admin(app, name="Cloud PBX", index_view=HomeView(url="/admin"))
+    with warnings.catch_warnings():
+        # Flask-Admin 2.x prefers a Flask-SQLAlchemy ``db`` object; a plain scoped_session
+        # is still supported (and is what a non-Flask-SQLAlchemy app has).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _add_views(panel, db)
+    return app
+
+
+def _add_views(panel: Admin, db: scoped_session) -> None:
+    panel.add_view(TenantView(Tenant, db, name="Tenants", endpoint="tenant"))
+    panel.add_view(EmployeeView(db, name="Employees", endpoint="employee"))
+    panel.add_view(DepartmentView(db, name="Departments", endpoint="department"))
+    panel.add_view(PhoneNumberView(db, name="Numbers", endpoint="number"))
+    panel.add_view(ScheduleView(db, name="Schedules", endpoint="schedule"))
+    panel.add_view(VoiceMenuView(db, name="Voice menus", endpoint="menu"))
+    panel.add_view(VoicemailBoxView(db, name="Voicemail boxes", endpoint="voicemail_box"))
+    panel.add_view(CallRecordView(db, name="Call history", endpoint="call", category="History"))
+    panel.add_view(VoicemailMessageView(db, name="Voicemail messages", endpoint="voicemail", category="History"))
+    panel.add_view(AdminUserView(AdminUser, db, name="Accounts", endpoint="account"))

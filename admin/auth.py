@@ -1,0 +1,119 @@
+"""Login for the admin panel: a session cookie holding the admin user's id.
+
+The operator account ``admin`` is created on start from ``settings.admin_password``
+(hashed with werkzeug.security); in production ``Settings.check`` has already refused
+the default password.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from flask import Blueprint, g, redirect, render_template_string, request, session, url_for
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.wrappers import Response
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired
+
+from orchestrator.db.accounts import AdminRole, AdminUser
+
+OPERATOR_USERNAME = "operator"
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    id: int
+    username: str
+    role: AdminRole
+    tenant_id: int | None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role is AdminRole.OPERATOR
+
+    @property
+    def can_administer(self) -> bool:
+        return self.role in (AdminRole.OPERATOR, AdminRole.TENANT_ADMIN)
+
+
+def current_user() -> CurrentUser | None:
+    return g.get("admin_user")
+
+
+def bootstrap_operator(session: Session, password: str) -> None:
+    """Create the operator account, or reset its password to the configured one."""
+    user = session.scalar(select(AdminUser).where(AdminUser.username == OPERATOR_USERNAME))
+    if user is None:
+        session.add(AdminUser(username=OPERATOR_USERNAME, role=AdminRole.OPERATOR,
+                              password_hash=generate_password_hash(password)))
+    elif not check_password_hash(user.password_hash, password):
+        user.password_hash = generate_password_hash(password)
+
+
+def load_user(db: Session) -> None:
+    """``before_request``: put the logged-in user (if any) in ``g.admin_user``."""
+    user_id = session.get("admin_user_id")
+    if not isinstance(user_id, int):
+        return
+    user = db.get(AdminUser, user_id)
+    if user is not None:
+        g.admin_user = CurrentUser(user.id, user.username, user.role, user.tenant_id)
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired()])
+    password = PasswordField("Password", validators=[DataRequired()])
+
+
+LOGIN_PAGE = """<!doctype html>
+<html><head><title>PBX admin: log in</title></head>
+<body>
+<h1>Cloud PBX administration</h1>
+{% if error %}<p class="error" style="color:#b00">{{ error }}</p>{% endif %}
+<form method="post">
+  {{ form.csrf_token }}
+  <p>{{ form.username.label }} {{ form.username(autofocus=true) }}</p>
+  <p>{{ form.password.label }} {{ form.password() }}</p>
+  <p><button type="submit">Log in</button></p>
+</form>
+</body></html>
+"""
+
+
+def _safe_next(target: str | None) -> str:
+    if target and not urlparse(target).netloc and target.startswith("/"):
+        return target
+    return url_for("admin.index")
+
+
+def make_blueprint(db_session) -> Blueprint:  # type: ignore[no-untyped-def]
+    bp = Blueprint("auth", __name__)
+
+    @bp.route("/login", methods=["GET", "POST"])
+    def login() -> str | Response:
+        form = LoginForm()
+        error = None
+        if form.validate_on_submit():
+            user = db_session.scalar(select(AdminUser).where(AdminUser.username == form.username.data))
+            if user is not None and check_password_hash(user.password_hash, form.password.data or ""):
+                if user.role not in (AdminRole.OPERATOR, AdminRole.TENANT_ADMIN):
+                    error = "This account cannot use the administration panel."
+                else:
+                    session.clear()
+                    session["admin_user_id"] = user.id
+                    return redirect(_safe_next(request.args.get("next")))
+            else:
+                error = "Wrong username or password."
+        elif request.method == "POST":
+            error = "Please fill in both fields."
+        return render_template_string(LOGIN_PAGE, form=form, error=error)
+
+    @bp.route("/logout", methods=["POST", "GET"])
+    def logout() -> Response:
+        session.clear()
+        return redirect(url_for("auth.login"))
+
+    return bp

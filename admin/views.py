@@ -1,0 +1,217 @@
+"""One ModelView per model, configured with class attributes (flask-admin style).
+
+Route targets are edited as their four columns (kind, referenced id, external number,
+sound); validation (``orchestrator.tenant_doc``) refuses references outside the tenant.
+SIP passwords are generated on create and never listed, shown or exported.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import scoped_session
+from werkzeug.security import generate_password_hash
+from wtforms import PasswordField
+from wtforms.validators import ValidationError
+
+from admin.scoping import SecureView, TenantScopedView, scoped_choices
+from orchestrator.core.model import TargetKind
+from orchestrator.db.accounts import AdminRole, AdminUser
+from orchestrator.db.history import CallRecord, VoicemailMessage
+from orchestrator.db.models import (
+    Department,
+    DepartmentMember,
+    Employee,
+    PhoneNumber,
+    Schedule,
+    ScheduleException,
+    ScheduleInterval,
+    Tenant,
+    VoiceMenu,
+    VoiceMenuOption,
+    VoicemailBox,
+    VoicemailBoxOwner,
+)
+from orchestrator.tenant_doc import rules
+
+KIND_CHOICES = [("", "(none)")] + [(k.value, k.value) for k in TargetKind]
+
+
+def target_form_args(prefix: str, label: str) -> dict[str, dict[str, Any]]:
+    return {
+        prefix + "_kind": {"label": "%s: kind" % label},
+        prefix + "_ref_id": {"label": "%s: id (department/employee/menu/voicemail)" % label},
+        prefix + "_number": {"label": "%s: external number (E.164)" % label},
+        prefix + "_sound": {"label": "%s: announcement sound" % label},
+    }
+
+
+def target_choices(*prefixes: str) -> dict[str, list[tuple[str, str]]]:
+    return {p + "_kind": KIND_CHOICES for p in prefixes}
+
+
+class TenantView(SecureView):
+    operator_only = True
+    column_list = ("id", "name", "sip_domain", "timezone", "enabled", "max_concurrent_calls", "routing_version")
+    column_filters = ("enabled", "timezone")
+    column_searchable_list = ("name", "sip_domain")
+    form_columns = ("name", "sip_domain", "timezone", "enabled", "max_concurrent_calls")
+
+    def on_model_change(self, form: Any, model: Tenant, is_created: bool) -> None:
+        for field, problem in (("sip_domain", rules.check_domain(model.sip_domain or "")),
+                               ("timezone", rules.check_timezone(model.timezone or ""))):
+            if problem:
+                getattr(form, field).errors = list(getattr(form, field).errors) + [problem]
+                raise ValidationError(problem)
+
+
+class AdminUserView(SecureView):
+    operator_only = True
+    column_list = ("username", "role", "tenant", "employee")
+    column_filters = ("role",)
+    form_columns = ("username", "role", "tenant", "employee", "new_password")
+    form_extra_fields = {"new_password": PasswordField("Password (leave empty to keep)")}
+
+    def on_model_change(self, form: Any, model: AdminUser, is_created: bool) -> None:
+        if form.new_password.data:
+            if len(form.new_password.data) < 10:
+                raise ValidationError("Use a password of 10+ characters.")
+            model.password_hash = generate_password_hash(form.new_password.data)
+        elif is_created:
+            raise ValidationError("Give the new account a password.")
+        if (model.role is AdminRole.OPERATOR) != (model.tenant is None):
+            raise ValidationError("Operators have no tenant; every other account needs one.")
+
+
+class EmployeeView(TenantScopedView):
+    column_list = ("tenant", "extension", "name", "email", "role", "mobile", "forward_to_mobile_after", "logged_in")
+    column_filters = ("extension", "name", "role", "logged_in")
+    column_searchable_list = ("name", "extension", "email")
+    column_default_sort = "extension"
+    column_exclude_list = ("sip_password",)
+    column_details_exclude_list = ("sip_password",)
+    form_columns = ("tenant", "name", "extension", "email", "role", "mobile", "forward_to_mobile_after",
+                    "ring_seconds", "outbound_caller_id", "logged_in", "voicemail_box")
+    field_map = {"voicemail": "voicemail_box"}
+    can_export = False
+
+    def __init__(self, db: scoped_session, **kw: Any) -> None:
+        self.form_args = {"voicemail_box": {"query_factory": scoped_choices(db, VoicemailBox)}}
+        super().__init__(Employee, db, **kw)
+
+
+class DepartmentView(TenantScopedView):
+    column_list = ("tenant", "extension", "name", "strategy", "ring_seconds", "no_answer_timeout", "no_answer_kind")
+    column_filters = ("extension", "name", "strategy")
+    column_searchable_list = ("name", "extension")
+    column_default_sort = "extension"
+    form_columns = ("tenant", "name", "extension", "strategy", "ring_seconds", "no_answer_timeout",
+                    "no_answer_kind", "no_answer_ref_id", "no_answer_number", "no_answer_sound", "wrapup_seconds",
+                    "queue_music", "queue_announcement", "queue_announce_position", "queue_max_wait",
+                    "queue_max_length", "queue_callback_allowed", "queue_callback_key", "members")
+    form_choices = target_choices("no_answer")
+    field_map = {"queue": "queue_max_wait"}
+
+    def __init__(self, db: scoped_session, **kw: Any) -> None:
+        self.form_args = target_form_args("no_answer", "No answer")
+        self.inline_models = [(DepartmentMember, {
+            "form_columns": ("id", "employee", "order", "weight", "escalation_offset"),
+            "form_args": {"employee": {"query_factory": scoped_choices(db, Employee)}},
+        })]
+        super().__init__(Department, db, **kw)
+
+
+class PhoneNumberView(TenantScopedView):
+    column_list = ("tenant", "e164", "mode", "work_kind", "work_ref_id", "after_hours_kind", "schedule")
+    column_filters = ("e164", "mode")
+    column_searchable_list = ("e164",)
+    column_default_sort = "e164"
+    form_columns = ("tenant", "e164", "mode", "schedule", "work_kind", "work_ref_id", "work_number", "work_sound",
+                    "after_hours_kind", "after_hours_ref_id", "after_hours_number", "after_hours_sound")
+    form_choices = target_choices("work", "after_hours")
+    field_map = {"number": "e164"}
+
+    def __init__(self, db: scoped_session, **kw: Any) -> None:
+        self.form_args = {**target_form_args("work", "Work hours"), **target_form_args("after_hours", "After hours"),
+                          "schedule": {"query_factory": scoped_choices(db, Schedule)}}
+        super().__init__(PhoneNumber, db, **kw)
+
+    def on_model_change(self, form: Any, model: PhoneNumber, is_created: bool) -> None:
+        taken = self.session.query(PhoneNumber).filter(PhoneNumber.e164 == model.e164, PhoneNumber.id != model.id)
+        if model.e164 and self.session.query(taken.exists()).scalar():
+            form.e164.errors = list(form.e164.errors) + ["number %s is already in use" % model.e164]
+            raise ValidationError("number %s is already in use (by this or another tenant)" % model.e164)
+        super().on_model_change(form, model, is_created)
+
+
+class ScheduleView(TenantScopedView):
+    column_list = ("tenant", "name", "is_default")
+    column_filters = ("name", "is_default")
+    form_columns = ("tenant", "name", "is_default", "intervals", "exceptions")
+    field_map = {"default": "is_default"}
+    inline_models = [
+        (ScheduleInterval, {"form_columns": ("id", "weekday", "start_minute", "end_minute"),
+                            "form_args": {"weekday": {"label": "Weekday (0 = Monday)"},
+                                          "start_minute": {"label": "Start (minutes after midnight)"},
+                                          "end_minute": {"label": "End (minutes; past 1440 spans midnight)"}}}),
+        (ScheduleException, {"form_columns": ("id", "day", "name", "closed", "intervals"),
+                             "form_args": {"intervals": {"label": "Special hours, e.g. 10:00-14:00"}}}),
+    ]
+
+    def __init__(self, db: scoped_session, **kw: Any) -> None:
+        super().__init__(Schedule, db, **kw)
+
+
+class VoiceMenuView(TenantScopedView):
+    column_list = ("tenant", "name", "extension", "timeout_seconds", "default_kind", "direct_dial")
+    column_filters = ("name", "extension")
+    form_columns = ("tenant", "name", "extension", "greeting", "timeout_seconds", "default_kind", "default_ref_id",
+                    "default_number", "default_sound", "invalid_sound", "max_invalid", "direct_dial", "options")
+    form_choices = target_choices("default")
+    inline_models = [(VoiceMenuOption, {
+        "form_columns": ("id", "digit", "target_kind", "target_ref_id", "target_number", "target_sound"),
+        "form_choices": target_choices("target"),
+        "form_args": target_form_args("target", "Target"),
+    })]
+
+    def __init__(self, db: scoped_session, **kw: Any) -> None:
+        self.form_args = target_form_args("default", "Default (no key pressed)")
+        super().__init__(VoiceMenu, db, **kw)
+
+
+class VoicemailBoxView(TenantScopedView):
+    column_list = ("tenant", "name", "extension", "email", "max_message_seconds")
+    column_filters = ("name", "extension")
+    form_columns = ("tenant", "name", "extension", "greeting", "email", "max_message_seconds", "owners")
+
+    def __init__(self, db: scoped_session, **kw: Any) -> None:
+        self.inline_models = [(VoicemailBoxOwner, {
+            "form_columns": ("id", "employee"),
+            "form_args": {"employee": {"query_factory": scoped_choices(db, Employee)}},
+        })]
+        super().__init__(VoicemailBox, db, **kw)
+
+
+class ReadOnlyTenantView(TenantScopedView):
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_view_details = True
+
+
+class CallRecordView(ReadOnlyTenantView):
+    column_list = ("tenant_id", "started_at", "direction", "caller", "destination", "answered_at", "ended_at",
+                   "hangup_cause", "route")
+    column_filters = ("direction", "caller", "destination", "started_at")
+    column_default_sort = ("started_at", True)
+
+    def __init__(self, db: scoped_session, **kw: Any) -> None:
+        super().__init__(CallRecord, db, **kw)
+
+
+class VoicemailMessageView(ReadOnlyTenantView):
+    column_list = ("tenant_id", "created_at", "box_id", "caller", "duration_ms", "recording_path")
+    column_filters = ("caller", "created_at")
+    column_default_sort = ("created_at", True)
+
+    def __init__(self, db: scoped_session, **kw: Any) -> None:
+        super().__init__(VoicemailMessage, db, **kw)

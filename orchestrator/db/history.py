@@ -1,0 +1,51 @@
+"""What happened: call records and voicemail messages (not routing data)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, ForeignKeyConstraint, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from orchestrator.db.base import Base, TenantScoped, utcnow
+
+DIRECTIONS = ("inbound", "internal", "outbound")
+
+
+class CallRecord(TenantScoped, Base):
+    __tablename__ = "call_record"
+    __table_args__ = (
+        CheckConstraint("direction IN ('inbound', 'internal', 'outbound')", name="direction"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_uuid: Mapped[str] = mapped_column(String(64), unique=True)
+    direction: Mapped[str] = mapped_column(String(16))
+    caller: Mapped[str] = mapped_column(String(64), default="")
+    destination: Mapped[str] = mapped_column(String(64), default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # History outlives employees: a plain FK that is cleared when the employee goes.
+    answered_by_employee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("employee.id", ondelete="SET NULL"), index=True
+    )
+    hangup_cause: Mapped[str | None] = mapped_column(String(64))
+    route: Mapped[str] = mapped_column(Text, default="")
+
+
+class VoicemailMessage(TenantScoped, Base):
+    __tablename__ = "voicemail_message"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "box_id"], ["voicemail_box.tenant_id", "voicemail_box.id"], ondelete="CASCADE"
+        ),
+        CheckConstraint("duration_ms >= 0", name="duration"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    box_id: Mapped[int] = mapped_column(Integer, index=True)
+    caller: Mapped[str] = mapped_column(String(64), default="")
+    call_uuid: Mapped[str] = mapped_column(String(64))
+    recording_path: Mapped[str] = mapped_column(String(512))
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,102 @@
+"""Small lookups and inserts for the call path and FreeSWITCH's directory.
+
+Functions add and flush; the caller owns the transaction (``with factory.begin() as s``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from orchestrator.db.history import DIRECTIONS, CallRecord, VoicemailMessage
+from orchestrator.db.models import Employee, Tenant, VoicemailBox
+
+
+@dataclass(frozen=True)
+class SipUser:
+    tenant_id: int
+    employee_id: int
+    extension: str
+    name: str
+    password: str = field(repr=False)
+    domain: str
+    outbound_caller_id: str | None = None
+    email: str | None = None
+
+
+def find_sip_user(session: Session, domain: str, user: str) -> SipUser | None:
+    """The employee registering as ``user@domain`` (an enabled tenant's), or None."""
+    row = session.execute(
+        select(Employee, Tenant.sip_domain)
+        .join(Tenant, Tenant.id == Employee.tenant_id)
+        .where(func.lower(Tenant.sip_domain) == domain.strip().lower())
+        .where(Tenant.enabled.is_(True))
+        .where(Employee.extension == user.strip())
+    ).first()
+    if row is None:
+        return None
+    emp, sip_domain = row
+    return SipUser(
+        tenant_id=emp.tenant_id, employee_id=emp.id, extension=emp.extension, name=emp.name,
+        password=emp.sip_password, domain=sip_domain, outbound_caller_id=emp.outbound_caller_id, email=emp.email,
+    )
+
+
+def record_call(
+    session: Session,
+    tenant_id: int,
+    *,
+    call_uuid: str,
+    direction: str,
+    caller: str,
+    destination: str,
+    started_at: datetime,
+    answered_at: datetime | None = None,
+    ended_at: datetime | None = None,
+    answered_by_employee_id: int | None = None,
+    hangup_cause: str | None = None,
+    route: str = "",
+) -> int:
+    """Insert one call_record row (flushed, not committed); returns its id."""
+    if direction not in DIRECTIONS:
+        raise ValueError("direction must be one of %s, got %r" % (", ".join(DIRECTIONS), direction))
+    if answered_by_employee_id is not None:
+        owner = session.scalar(select(Employee.tenant_id).where(Employee.id == answered_by_employee_id))
+        if owner != tenant_id:
+            raise ValueError("employee %d is not of tenant %d" % (answered_by_employee_id, tenant_id))
+    record = CallRecord(
+        tenant_id=tenant_id, call_uuid=call_uuid, direction=direction, caller=caller, destination=destination,
+        started_at=started_at, answered_at=answered_at, ended_at=ended_at,
+        answered_by_employee_id=answered_by_employee_id, hangup_cause=hangup_cause, route=route,
+    )
+    session.add(record)
+    session.flush()
+    return record.id
+
+
+def record_voicemail(
+    session: Session,
+    tenant_id: int,
+    box_id: int,
+    caller: str,
+    call_uuid: str,
+    recording_path: str,
+    duration_ms: int,
+) -> int:
+    """Insert one voicemail_message row (flushed, not committed); returns its id.
+    The composite foreign key refuses a box of another tenant."""
+    message = VoicemailMessage(
+        tenant_id=tenant_id, box_id=box_id, caller=caller, call_uuid=call_uuid,
+        recording_path=recording_path, duration_ms=duration_ms,
+    )
+    session.add(message)
+    session.flush()
+    return message.id
+
+
+def voicemail_box_email(session: Session, tenant_id: int, box_id: int) -> str | None:
+    return session.scalar(
+        select(VoicemailBox.email).where(VoicemailBox.tenant_id == tenant_id, VoicemailBox.id == box_id)
+    )

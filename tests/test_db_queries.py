@@ -1,0 +1,69 @@
+"""SIP user lookup for the directory, call records and voicemail messages (SQLite)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from orchestrator.db import schema as db
+from orchestrator.db.engine import make_engine, make_session_factory
+from orchestrator.db.migrate import upgrade
+from orchestrator.db.queries import SipUser, find_sip_user, record_call, record_voicemail
+from orchestrator.tenant_doc import import_tenant
+
+DEMO = Path(__file__).resolve().parents[1] / "orchestrator" / "demo" / "demo-tenant.yaml"
+
+
+@pytest.fixture
+def factory(tmp_path: Path) -> Iterator[sessionmaker]:
+    url = "sqlite:///%s" % (tmp_path / "q.sqlite3")
+    upgrade(url)
+    engine = make_engine(url)
+    f = make_session_factory(engine)
+    with f.begin() as s:
+        import_tenant(s, DEMO.read_text())
+    yield f
+    engine.dispose()
+
+
+def test_find_sip_user_by_domain_and_extension(factory: sessionmaker) -> None:
+    with factory() as s:
+        emp = s.scalars(select(db.Employee).where(db.Employee.extension == "101")).one()
+        user = find_sip_user(s, "DEMO.pbx.local", "101")
+    assert user == SipUser(tenant_id=emp.tenant_id, employee_id=emp.id, extension="101", name="Ivan Petrov",
+                           password=emp.sip_password, domain="demo.pbx.local",
+                           outbound_caller_id="+74950000001", email="ivan.petrov@demo.example")
+    assert emp.sip_password not in repr(user)
+    with factory() as s:
+        assert find_sip_user(s, "demo.pbx.local", "199") is None
+        assert find_sip_user(s, "nowhere.example", "101") is None
+        s.scalars(select(db.Tenant)).one().enabled = False
+        s.flush()
+        assert find_sip_user(s, "demo.pbx.local", "101") is None  # disabled tenant: no registration
+
+
+def test_record_call_and_voicemail(factory: sessionmaker) -> None:
+    start = datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)
+    with factory.begin() as s:
+        tid = s.scalars(select(db.Tenant.id)).one()
+        emp = s.scalars(select(db.Employee.id).where(db.Employee.extension == "102")).one()
+        box = s.scalars(select(db.VoicemailBox.id).where(db.VoicemailBox.name == "Sales voicemail")).one()
+        call_id = record_call(s, tid, call_uuid="c-1", direction="inbound", caller="+79161112233",
+                              destination="+74950000001", started_at=start, answered_at=start + timedelta(seconds=4),
+                              ended_at=start + timedelta(seconds=60), answered_by_employee_id=emp,
+                              hangup_cause="NORMAL_CLEARING", route="number -> department 200 -> employee 102")
+        vm_id = record_voicemail(s, tid, box, "+79161112233", "c-2", "/rec/c-2.wav", 12500)
+    with factory() as s:
+        rec = s.get(db.CallRecord, call_id)
+        assert (rec.answered_by_employee_id, rec.hangup_cause, rec.direction) == (emp, "NORMAL_CLEARING", "inbound")
+        msg = s.get(db.VoicemailMessage, vm_id)
+        assert (msg.box_id, msg.duration_ms, msg.recording_path) == (box, 12500, "/rec/c-2.wav")
+        with pytest.raises(ValueError):
+            record_call(s, tid, call_uuid="c-3", direction="sideways", caller="", destination="", started_at=start)
+        with pytest.raises(ValueError):
+            record_call(s, tid + 1, call_uuid="c-4", direction="internal", caller="101", destination="102",
+                        started_at=start, answered_by_employee_id=emp)
