@@ -14,6 +14,8 @@ def setup_logging(level: str = "INFO") -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Migrations log every plugin they load at INFO; keep start-up output readable.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def orchestrator_main(argv: list[str] | None = None) -> int:

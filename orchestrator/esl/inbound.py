@@ -299,6 +299,8 @@ class InboundClient(FreeSwitchApi):
         where = "%s:%d" % (self.host, self.port)
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+            # Small commands answered at once: avoid Nagle + delayed-ACK stalls.
+            sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
         except _stdsocket.timeout:
             raise EslTimeout("connecting to FreeSWITCH's event socket at %s timed out" % where) from None
         except OSError as exc:
