@@ -53,11 +53,6 @@ class Settings:
     esl_command_timeout_ms: int = 5000
     # How external numbers are dialled: FreeSWITCH dial string with {number}.
     external_dial_template: str = "sofia/gateway/pstn/{number}"
-    # Sounds (FreeSWITCH paths) for system prompts.
-    sound_unknown_number: str = "ivr/ivr-not_available.wav"
-    sound_voicemail_beep: str = "tone_stream://%(250,0,1000)"
-    sound_voicemail_greeting: str = "voicemail/vm-record_message.wav"
-    sound_busy_limit: str = "ivr/ivr-all_circuits_busy.wav"
     recordings_dir: str = "/var/lib/freeswitch/recordings/pbx"
     admin_host: str = "127.0.0.1"
     admin_port: int = 8080

@@ -52,14 +52,8 @@ def resolve_redis_url(settings: Settings) -> str:
 
 
 def policy_from(settings: Settings) -> Policy:
-    return Policy(
-        external_dial_template=settings.external_dial_template,
-        sound_unknown_number=settings.sound_unknown_number,
-        sound_busy_limit=settings.sound_busy_limit,
-        sound_voicemail_greeting=settings.sound_voicemail_greeting,
-        sound_voicemail_beep=settings.sound_voicemail_beep,
-        recordings_dir=settings.recordings_dir,
-    )
+    """System sounds keep the Policy defaults (FreeSWITCH's stock sound names)."""
+    return Policy(external_dial_template=settings.external_dial_template, recordings_dir=settings.recordings_dir)
 
 
 @dataclass

@@ -8,6 +8,7 @@ is the maintenance connection; each test session creates its own database
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from typing import Iterator
@@ -38,10 +39,10 @@ def _with_db(url: str, dbname: str) -> str:
     return "%s/%s" % (base, dbname)
 
 
-@pytest.fixture(scope="session")
-def pg_server_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for this test session (URL)."""
-    name = "pbx_test_%d_%s" % (os.getpid(), uuid.uuid4().hex[:6])
+@contextlib.contextmanager
+def _new_database(prefix: str) -> Iterator[str]:
+    """Create an empty database, yield its URL, drop it afterwards."""
+    name = "%s_%d_%s" % (prefix, os.getpid(), uuid.uuid4().hex[:8])
     conn = _pg_admin_connect()
     with conn.cursor() as cur:
         cur.execute('CREATE DATABASE "%s"' % name)
@@ -49,29 +50,23 @@ def pg_server_url() -> Iterator[str]:
         yield _with_db(PG_ADMIN_URL, name)
     finally:
         with conn.cursor() as cur:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-            )
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
             cur.execute('DROP DATABASE IF EXISTS "%s"' % name)
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test session (URL)."""
+    with _new_database("pbx_test") as url:
+        yield url
 
 
 @pytest.fixture
 def fresh_pg_url() -> Iterator[str]:
     """A brand-new empty PostgreSQL database for one test (e.g. migrations)."""
-    name = "pbx_t_%s" % uuid.uuid4().hex[:12]
-    conn = _pg_admin_connect()
-    with conn.cursor() as cur:
-        cur.execute('CREATE DATABASE "%s"' % name)
-    try:
-        yield _with_db(PG_ADMIN_URL, name)
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-            )
-            cur.execute('DROP DATABASE IF EXISTS "%s"' % name)
-        conn.close()
+    with _new_database("pbx_t") as url:
+        yield url
 
 
 @pytest.fixture
