@@ -101,7 +101,7 @@ def test_number_to_employee_rings_desk_then_adds_mobile():
     bridge = blocking(d.actions)
     assert bridge.app == "bridge"
     assert bridge.arg == (
-        "{ignore_early_media=true,call_timeout=25}"
+        "{ignore_early_media=true,call_timeout=27}"
         "[origination_uuid=id1,leg_timeout=25]user/101@demo.pbx.local,"
         "[origination_uuid=id2,leg_timeout=25,leg_delay_start=10]sofia/gateway/pstn/+79160000001"
     )

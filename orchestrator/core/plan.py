@@ -76,6 +76,18 @@ def _leg(endpoint: str, timeout: int, label: str, owner: int | None, owners: dic
     return Leg(endpoint, timeout, delay, label, (("origination_uuid", leg_uuid),))
 
 
+def _cap(legs: list[Leg]) -> int:
+    """``call_timeout`` for legs that carry their own ``leg_timeout``.
+
+    FreeSWITCH (switch_ivr_originate.c) ends the whole attempt when elapsed >=
+    call_timeout, one whole-second tick BEFORE a leg's elapsed > leg_timeout: with equal
+    values every leg would end NO_ANSWER instead of ALLOTTED_TIMEOUT. Two seconds more
+    keep the whole-attempt limit clearly behind every leg's own timeout (one more would
+    land on the same tick), so each leg's timeout decides and is reported as such.
+    """
+    return max(leg.timeout for leg in legs) + 2
+
+
 def _employee_legs(emp: Employee, domain: str, policy: Policy, new_id: Callable[[], str], owners: dict[str, int]) -> list[Leg]:
     """The desk phone; plus the mobile after ``forward_to_mobile_after`` seconds.
 
@@ -115,7 +127,7 @@ def plan_target(
             return [Announce(policy.sound_unavailable, "employee #%s no longer exists" % target.ref_id)]
         owners: dict[str, int] = {}
         legs: list[Leg] = _employee_legs(emp, snap.sip_domain, policy, new_id, owners)
-        steps: list[Step] = [Ring(ring_all(legs, max(leg.timeout for leg in legs)), "employee %s (%s)" % (emp.extension, emp.name), owners)]
+        steps: list[Step] = [Ring(ring_all(legs, _cap(legs)), "employee %s (%s)" % (emp.extension, emp.name), owners)]
         if emp.voicemail_box_id is not None:
             steps.append(_voicemail(snap, emp.voicemail_box_id, policy))
         else:
@@ -148,7 +160,7 @@ def plan_target(
         number = target.number or ""
         owners = {}
         legs = [_leg(external_endpoint(policy.external_dial_template, number), policy.external_ring_seconds, number, None, owners, new_id)]
-        return [Ring(ring_all(legs, policy.external_ring_seconds), "external %s" % number, owners), Announce(policy.sound_unavailable, "external %s did not answer" % number)]
+        return [Ring(ring_all(legs, _cap(legs)), "external %s" % number, owners), Announce(policy.sound_unavailable, "external %s did not answer" % number)]
     if kind is TargetKind.ANNOUNCEMENT:
         return [Announce(target.sound or policy.sound_unavailable, "announcement")]
     if kind is TargetKind.MENU:

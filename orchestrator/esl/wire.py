@@ -214,15 +214,42 @@ def parse_event_plain(body: bytes) -> Event:
 
 
 def parse_event_json(body: bytes) -> Event:
+    """Parse a JSON event.
+
+    FreeSWITCH's JSON serializer (cJSON) writes a repeated header twice under the same
+    key (CHANNEL_HANGUP_COMPLETE carries ``Hangup-Cause`` twice), so the pairs are read
+    in order with duplicates kept in ``items``; ``headers`` keeps the last value. A
+    multi-value header (``switch_event_add_header`` with an index) arrives as a JSON
+    array and is turned into FreeSWITCH's plain form ``ARRAY::a|:b``.
+    """
     try:
-        obj = json.loads(body.decode("utf-8"))
+        pairs = json.loads(body.decode("utf-8"), object_pairs_hook=_Pairs)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError("bad JSON event: %s" % exc) from None
-    if not isinstance(obj, dict):
+    if not isinstance(pairs, _Pairs):
         raise ProtocolError("JSON event is not an object")
-    event_body = obj.pop("_body", None)
-    headers = {str(k): str(v) for k, v in obj.items()}
-    return Event(headers, event_body, "json", tuple(headers.items()))
+    items: list[tuple[str, str]] = []
+    event_body: str | None = None
+    for key, value in pairs:
+        if key == "_body":
+            event_body = value if isinstance(value, str) else json.dumps(value)
+            continue
+        items.append((str(key), _json_value(value)))
+    return Event(dict(items), event_body, "json", tuple(items))
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object as its ordered (key, value) pairs, duplicates kept."""
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "ARRAY::" + "|:".join(_json_value(v) for v in value)
+    if isinstance(value, _Pairs):
+        return json.dumps(dict(value))
+    return json.dumps(value)
 
 
 def encode_event_plain(headers: Iterable[tuple[str, str]], body: str | None = None) -> bytes:
@@ -247,15 +274,85 @@ def encode_event_plain(headers: Iterable[tuple[str, str]], body: str | None = No
     )
 
 
-def encode_event_json(headers: Iterable[tuple[str, str]], body: str | None = None) -> bytes:
-    obj: dict[str, str] = dict(headers)
+def encode_event_json(headers: Iterable[tuple[str, str]] | Mapping[str, str], body: str | None = None) -> bytes:
+    """The full ESL message for a JSON event, byte-compatible with FreeSWITCH (cJSON).
+
+    ``headers`` is a mapping or an ordered sequence of pairs; repeated names are
+    written repeatedly (as FreeSWITCH does). The body goes under ``_body`` after an
+    inner ``Content-Length`` header.
+    """
+    items = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+    if body is not None and not any(k == "Content-Length" for k, _ in items):
+        items.append(("Content-Length", str(len(body.encode("utf-8")))))
+    parts = [_json_str(k) + ":" + _json_str(v) for k, v in items]
     if body is not None:
-        obj.setdefault("Content-Length", str(len(body.encode("utf-8"))))
-        obj["_body"] = body
-    payload = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        parts.append('"_body":' + _json_str(body))
+    payload = ("{" + ",".join(parts) + "}").encode("utf-8")
     return encode_message(
         [("Content-Length", str(len(payload))), ("Content-Type", "text/event-json")], payload
     )
+
+
+def _json_str(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+# ----------------------------------------------------------------- replies (FreeSWITCH side)
+
+GOODBYE = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
+
+
+def encode_auth_request() -> bytes:
+    return encode_message([("Content-Type", "auth/request")])
+
+
+def encode_reply(reply_text: str, extra: Iterable[tuple[str, str]] = ()) -> bytes:
+    """``command/reply``: never a body (``Reply-Text: +OK accepted``)."""
+    return encode_message([("Content-Type", "command/reply"), ("Reply-Text", reply_text), *extra])
+
+
+def encode_api_response(body: str) -> bytes:
+    raw = body.encode("utf-8")
+    return encode_message([("Content-Type", "api/response"), ("Content-Length", str(len(raw)))], raw)
+
+
+def encode_disconnect_notice(
+    session_uuid: str | None = None,
+    disposition: str | None = None,
+    channel_name: str | None = None,
+    linger_time: int | None = None,
+) -> bytes:
+    """``text/disconnect-notice`` exactly as mod_event_socket writes it.
+
+    Inbound connections get only the goodbye body; an outbound session gets
+    ``Controlled-Session-UUID`` and ``Content-Disposition`` (``linger`` notices carry
+    ``Channel-Name`` and ``Linger-Time`` and an empty body).
+    """
+    headers: list[tuple[str, str]] = [("Content-Type", "text/disconnect-notice")]
+    if session_uuid is not None:
+        headers.append(("Controlled-Session-UUID", session_uuid))
+    if disposition is not None:
+        headers.append(("Content-Disposition", disposition))
+    if disposition == "linger":
+        headers.append(("Channel-Name", channel_name or ""))
+        headers.append(("Linger-Time", str(-1 if linger_time is None else linger_time)))
+        headers.append(("Content-Length", "0"))
+        return encode_message(headers)
+    raw = GOODBYE.encode("utf-8")
+    headers.append(("Content-Length", str(len(raw))))
+    return encode_message(headers, raw)
+
+
+def encode_connect_reply(channel_data: Iterable[tuple[str, str]]) -> bytes:
+    """The outbound ``connect`` reply: CHANNEL_DATA headers URL-encoded, no body."""
+    items = [(k, fs_quote(v)) for k, v in channel_data]
+    items += [
+        ("Content-Type", "command/reply"),
+        ("Reply-Text", fs_quote("+OK\n")),
+        ("Socket-Mode", "async"),
+        ("Control", "full"),
+    ]
+    return encode_message(items)
 
 
 # ----------------------------------------------------------------- commands
@@ -294,6 +391,72 @@ def encode_sendmsg_execute(app: str, arg: str | None = None, event_uuid: str | N
     return encode_command("sendmsg %s" % uuid if uuid else "sendmsg", headers)
 
 
+@dataclass
+class Command:
+    """One command as FreeSWITCH reads it from a client: the command line, the header
+    lines after it (sendmsg), and a body when a ``Content-Length`` header is given."""
+
+    line: str
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return default
+
+
+class CommandParser:
+    """The FreeSWITCH side of the protocol: byte-fed, yields whole commands.
+
+    A command ends at a blank line; lines after the first are ``Name: value`` headers
+    (a line without ``": "`` raises :class:`ProtocolError`); with ``Content-Length``
+    exactly that many body bytes follow (mod_event_socket read_packet()).
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pending: Command | None = None
+        self._need = 0
+
+    def feed(self, data: bytes) -> list[Command]:
+        self._buf += data
+        out: list[Command] = []
+        while True:
+            if self._pending is not None:
+                if len(self._buf) < self._need:
+                    return out
+                self._pending.body = bytes(self._buf[: self._need])
+                del self._buf[: self._need]
+                out.append(self._pending)
+                self._pending = None
+                continue
+            while self._buf[:1] in (b"\n", b"\r"):
+                del self._buf[:1]
+            end = self._buf.find(b"\n\n")
+            if end < 0:
+                if len(self._buf) > MAX_HEADER_BYTES:
+                    raise ProtocolError("ESL command exceeds %d bytes" % MAX_HEADER_BYTES)
+                return out
+            block = bytes(self._buf[:end]).decode("utf-8", "replace").replace("\r", "")
+            del self._buf[: end + 2]
+            first, _, rest = block.partition("\n")
+            cmd = Command(first.strip(), parse_header_lines(rest) if rest else [])
+            length = cmd.get("Content-Length")
+            if length is None:
+                out.append(cmd)
+                continue
+            try:
+                need = int(length)
+            except ValueError:
+                raise ProtocolError("bad Content-Length %r" % length) from None
+            if need < 0 or need > MAX_BODY_BYTES:
+                raise ProtocolError("Content-Length %d out of range" % need)
+            self._pending, self._need = cmd, need
+
+
 def iter_messages(data: bytes) -> Iterator[Message]:
     """All whole messages in a byte string (for transcripts)."""
     parser = Parser()
@@ -305,10 +468,17 @@ def reply_ok(reply: str) -> bool:
 
 
 __all__ = [
+    "Command",
+    "CommandParser",
     "Event",
+    "GOODBYE",
     "Message",
     "Parser",
+    "encode_api_response",
+    "encode_auth_request",
     "encode_command",
+    "encode_connect_reply",
+    "encode_disconnect_notice",
     "encode_event_json",
     "encode_event_plain",
     "encode_message",
@@ -318,5 +488,6 @@ __all__ = [
     "parse_event",
     "parse_event_json",
     "parse_event_plain",
+    "encode_reply",
     "reply_ok",
 ]
