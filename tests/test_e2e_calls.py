@@ -260,3 +260,43 @@ def test_orchestrator_down_calls_still_reach_the_fallback(tmp_path):
         assert call.recordings and "/pbx/fallback/+74951110002/" in call.recordings[0]["path"]
     finally:
         sim.stop()
+
+
+def test_a_routing_change_takes_effect_on_the_next_call(sim, e2e_db, e2e_redis):
+    """An edit committed by another process (admin panel, pbx-tenant) reaches the running
+    orchestrator through the version in Redis; no restart, no SQL per call otherwise."""
+    import redis
+
+    from orchestrator.db.engine import add_change_publisher
+    from orchestrator.db.models import PhoneNumber
+    from orchestrator.db.targets import TargetRef
+    from orchestrator.store.redis_store import RoutingVersions
+
+    url, _, tenant_id = e2e_db
+    editor = make_session_factory(make_engine(url))
+    add_change_publisher(editor, RoutingVersions(redis.Redis.from_url(e2e_redis)).publish)
+    boris = sim.add_user("102", DOMAIN, behavior=Answer(after=1, hangup_after=1))
+    sim.add_user("103", DOMAIN, behavior=NoAnswer())
+    anna = sim.add_user("101", DOMAIN, behavior=Answer(after=1, hangup_after=1))
+
+    def route_number_to(target: TargetRef) -> None:
+        with editor() as session:
+            number = session.scalar(select(PhoneNumber).where(PhoneNumber.e164 == "+74951110002"))
+            number.work = target
+            session.commit()
+
+    sim.place_call("+74951110002").wait(timeout=20)
+    assert len(boris.legs) == 1 and anna.legs == []
+    route_number_to(TargetRef.of("employee", employee_id(editor, tenant_id, "101")))
+    try:
+        sim.place_call("+74951110002").wait(timeout=20)
+        assert len(anna.legs) == 1 and len(boris.legs) == 1
+    finally:
+        route_number_to(TargetRef.of("department", _department_id(editor, tenant_id, "200")))
+
+
+def _department_id(factory, tenant_id: int, extension: str) -> int:
+    from orchestrator.db.models import Department
+
+    with factory() as session:
+        return session.scalar(select(Department.id).where(Department.tenant_id == tenant_id, Department.extension == extension))
