@@ -98,3 +98,17 @@ def redis_client(redis_url: str):
     client = redis.Redis.from_url(redis_url, socket_timeout=5, decode_responses=True)
     yield client
     client.close()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The recorded FreeSWITCH transcripts are test data many tests replay: say clearly
+    where they are expected instead of failing dozens of tests one by one."""
+    from simulator.transcripts import transcripts_dir
+
+    where = transcripts_dir()
+    if not (where / "primitives").is_dir():
+        pytest.exit(
+            "FreeSWITCH transcripts not found at %s: keep the repository next to shared/ "
+            "(as CI does) or set PBX_TRANSCRIPTS to shared/freeswitch/transcripts." % where,
+            returncode=3,
+        )
