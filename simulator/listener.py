@@ -9,6 +9,8 @@ Job-UUID, Job-Command, Job-Command-Arg (when there is one) and the result as its
 """
 from __future__ import annotations
 
+import socket as _socket
+
 import logging
 import uuid as uuidlib
 from typing import TYPE_CHECKING
@@ -37,6 +39,10 @@ class Listener:
     def __init__(self, sim: FreeSwitchSim, sock: gsocket.socket) -> None:
         self.sim = sim
         self.sock = sock
+        self.received: list[tuple[float, str]] = []
+        # mod_event_socket's listener_run() sets TCP_NODELAY on every ESL socket,
+        # inbound and outbound alike: replies and events go out without Nagle delays.
+        sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         self.fmt = "plain"
         self.all_events = False
         self.names: set[str] = set()
@@ -92,6 +98,8 @@ class Listener:
                 if not data:
                     break
                 for cmd in self._parser.feed(data):
+                    # Arrival time (simulated seconds) of every command, for benchmarks.
+                    self.received.append((self.sim.clock.now(), cmd.line))
                     self.handle(cmd)
                     if self.closed.is_set():
                         return

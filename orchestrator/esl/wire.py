@@ -57,7 +57,7 @@ class Message:
 
     def decoded_headers(self) -> dict[str, str]:
         """Header values URL-decoded (right for the outbound ``connect`` reply)."""
-        return {k: unquote(v) for k, v in self.headers}
+        return {k: unquote(v) if "%" in v else v for k, v in self.headers}
 
     def to_bytes(self) -> bytes:
         return encode_message(self.headers, self.body)
@@ -200,7 +200,9 @@ def parse_event(msg: Message) -> Event:
 def parse_event_plain(body: bytes) -> Event:
     text = body.decode("utf-8", "replace")
     head, sep, rest = text.partition("\n\n")
-    items = tuple((k, unquote(v)) for k, v in parse_header_lines(head))
+    # Most values carry no escape at all; unquote() only those that do (hot path:
+    # ~150 headers per event, ~20 events per call).
+    items = tuple((k, unquote(v) if "%" in v else v) for k, v in parse_header_lines(head))
     headers = dict(items)
     event_body: str | None = None
     if "Content-Length" in headers:
