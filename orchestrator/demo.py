@@ -109,7 +109,13 @@ def _simulate(settings: object, number: str, caller: str) -> int:
     conf = Path(__file__).resolve().parent.parent / "freeswitch-conf"
     address = "%s:%d" % (settings.listen_host, settings.listen_port)  # type: ignore[attr-defined]
     _wait_listening(settings.listen_host, settings.listen_port)  # type: ignore[attr-defined]
-    return sim_cli.main(["--conf", str(conf), "--orchestrator", address, "--call", number, "--from", caller, "--time-scale", "0.2"])
+    # Simulated desk phones of the demo tenant: 101 rings unanswered, 102 answers after
+    # 3 s and talks for 5 s, the others are not registered (they are skipped at once).
+    return sim_cli.main([
+        "--conf", str(conf), "--orchestrator", address, "--call", number, "--from", caller,
+        "--time-scale", "0.2", "--hangup-after", "60",
+        "--user", "101@demo.pbx.local:noanswer", "--user", "102@demo.pbx.local:answer:3:5",
+    ])
 
 
 if __name__ == "__main__":  # pragma: no cover
