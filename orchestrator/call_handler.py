@@ -66,6 +66,13 @@ def channel_info(data: Mapping[str, str]) -> CallInfo:
     )
 
 
+# The channel events the call handler acts on; the session drops the others unparsed.
+WANTED_EVENTS = frozenset({
+    "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_ANSWER", "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE",
+    "DTMF", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE",
+})
+
+
 def core_event(event: wire.Event) -> CoreEvent | None:
     name = event.name
     if name == "CHANNEL_EXECUTE_COMPLETE":

@@ -28,7 +28,7 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
     import gevent.event
 
     from orchestrator import config, wiring
-    from orchestrator.call_handler import CallHandler
+    from orchestrator.call_handler import WANTED_EVENTS, CallHandler
     from orchestrator.db_recorder import DbRecorder
     from orchestrator.errors import ConfigError
     from orchestrator.esl.outbound import OutboundServer
@@ -50,7 +50,7 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     handler = CallHandler(app.cache, app.calls, DbRecorder(app.db.session_factory, wiring.run_in_threadpool), app.policy)
-    server = OutboundServer(settings.listen_host, settings.listen_port, handler, settings.esl_command_timeout_ms / 1000.0)
+    server = OutboundServer(settings.listen_host, settings.listen_port, handler, settings.esl_command_timeout_ms / 1000.0, WANTED_EVENTS)
     try:
         server.start()
     except OSError as exc:

@@ -135,3 +135,20 @@ def test_silent_freeswitch_times_out_instead_of_hanging():
         session.send("connect")
     session.close()
     theirs.close()
+
+
+def test_unwanted_events_are_dropped_unparsed():
+    sock, peer, records = replay("outbound_loopback_plain.txt")
+    session = CallSession(("127.0.0.1", 0), sock, timeout_s=5, wanted=frozenset({"CHANNEL_EXECUTE_COMPLETE", "DTMF"}))
+    session.connect()
+    for raw in [r.data for r in records if r.direction == "SERVER->FS"][1:]:
+        text = raw.decode().rstrip("\n")
+        if text == "exit":
+            break
+        session.send(text)
+    items = drain(session, until=LINGERING)
+    session.close()
+    got = [n for n in names(items) if n != LINGERING]
+    # answer's completion, the DTMF during playback, playback's completion; the 10
+    # CHANNEL_PARK / EXECUTE / ANSWER / HANGUP / STATE ... events were never parsed.
+    assert got == ["CHANNEL_EXECUTE_COMPLETE", "DTMF", "CHANNEL_EXECUTE_COMPLETE"]

@@ -20,8 +20,9 @@ CallFn = Callable[[CallSession], None]
 
 
 class OutboundServer:
-    def __init__(self, host: str, port: int, on_call: CallFn, command_timeout_s: float = 5.0) -> None:
+    def __init__(self, host: str, port: int, on_call: CallFn, command_timeout_s: float = 5.0, wanted_events: frozenset[str] | None = None) -> None:
         self._on_call = on_call
+        self._wanted = wanted_events
         self._timeout = command_timeout_s
         self._server = StreamServer((host, port), self._handle)
         self.active = 0
@@ -46,7 +47,7 @@ class OutboundServer:
         # algorithm meets the peer's delayed ACK and every reply costs ~40 ms.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.active += 1
-        session = CallSession(address, sock, self._timeout)
+        session = CallSession(address, sock, self._timeout, self._wanted)
         try:
             self._on_call(session)
         finally:

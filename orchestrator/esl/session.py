@@ -40,6 +40,16 @@ DISCONNECTED = "disconnected"  # the socket is closing (disconnect notice or EOF
 LINGERING = "lingering"  # the channel hung up; FreeSWITCH keeps the socket (linger)
 
 
+def _event_name(body: bytes) -> bytes:
+    """The Event-Name of a plain event body, without parsing the rest."""
+    start = body.find(b"Event-Name: ")
+    if start < 0:
+        return b""
+    start += len(b"Event-Name: ")
+    end = body.find(b"\n", start)
+    return body[start:end if end >= 0 else None]
+
+
 class _EndOfStream:
     """Dispatcher-queue marker: the socket reached EOF (or failed)."""
 
@@ -47,9 +57,13 @@ class _EndOfStream:
 
 
 class CallSession(OutboundSession):
-    def __init__(self, client_address: Any, sock: Any, timeout_s: float = 5.0) -> None:
+    def __init__(self, client_address: Any, sock: Any, timeout_s: float = 5.0, wanted: frozenset[str] | None = None) -> None:
         self.events: gevent.queue.Queue = gevent.queue.Queue()
         self.timeout_s = timeout_s
+        # Event names worth parsing (None: all). A call gets ~20 events of ~150 headers;
+        # those the caller never looks at (CHANNEL_STATE, CHANNEL_EXECUTE, PARK ...) are
+        # recognised by name and dropped without decoding every header.
+        self._wanted = {name.encode() for name in wanted} if wanted is not None else None
         super().__init__(client_address, sock)
         for name in ("*", "CHANNEL_HANGUP"):
             self.register_handle(name, self._enqueue)
@@ -100,6 +114,8 @@ class CallSession(OutboundSession):
             raise ProtocolError("ESL message without Content-Type: %r" % sorted(headers)[:5])
         if ctype in ("text/event-plain", "text/event-json"):
             body = self._read_exact(int(headers["Content-Length"]))
+            if self._wanted is not None and ctype == "text/event-plain" and _event_name(body) not in self._wanted:
+                return
             parsed = wire.parse_event(wire.Message([("Content-Type", ctype)], body))
             event.headers = dict(parsed.headers)
             event.parsed = parsed
