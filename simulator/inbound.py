@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from gevent import socket as gsocket
 from gevent.server import StreamServer
 
-from orchestrator.esl import wire
+from orchestrator.esl import wire_fs
 from simulator.listener import Listener
 
 if TYPE_CHECKING:
@@ -32,10 +32,10 @@ class InboundConnection(Listener):
         self.authed = False
 
     def start(self) -> None:
-        self.send(wire.encode_auth_request())
+        self.send(wire_fs.encode_auth_request())
         super().start()
 
-    def handle(self, cmd: wire.Command) -> None:
+    def handle(self, cmd: wire_fs.Command) -> None:
         if not self.authed:
             word, _, rest = cmd.line.partition(" ")
             if word.lower() == "auth":
@@ -49,11 +49,11 @@ class InboundConnection(Listener):
                 self.reply("+OK bye")
                 self.exit()
             else:
-                self.send(wire.encode_auth_request())
+                self.send(wire_fs.encode_auth_request())
             return
         super().handle(cmd)
 
-    def handle_more(self, word: str, rest: str, cmd: wire.Command) -> bool:
+    def handle_more(self, word: str, rest: str, cmd: wire_fs.Command) -> bool:
         if word == "myevents":
             args = rest.split()
             if not args:

@@ -20,7 +20,7 @@ from gevent.event import Event as GEvent
 from gevent.queue import Queue
 
 from orchestrator.errors import ProtocolError
-from orchestrator.esl import wire
+from orchestrator.esl import wire_fs
 from simulator.events import SimEvent
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class Listener:
         self.uuid_filter: str | None = None
         self.closed = GEvent()
         self._out: Queue[bytes | None] = Queue()
-        self._parser = wire.CommandParser()
+        self._parser = wire_fs.CommandParser()
 
     # ------------------------------------------------------------ plumbing
     def start(self) -> None:
@@ -146,10 +146,10 @@ class Listener:
 
     # ------------------------------------------------------------ replies
     def reply(self, text: str, extra: list[tuple[str, str]] | None = None) -> None:
-        self.send(wire.encode_reply(text, extra or []))
+        self.send(wire_fs.encode_reply(text, extra or []))
 
     # ------------------------------------------------------------ commands
-    def handle(self, cmd: wire.Command) -> None:
+    def handle(self, cmd: wire_fs.Command) -> None:
         line = cmd.line
         word, _, rest = line.partition(" ")
         word = word.lower()
@@ -181,11 +181,11 @@ class Listener:
         elif not self.handle_more(word, rest, cmd):
             self.reply("-ERR command not found")
 
-    def handle_more(self, word: str, rest: str, cmd: wire.Command) -> bool:
+    def handle_more(self, word: str, rest: str, cmd: wire_fs.Command) -> bool:
         return False
 
     def exit(self) -> None:
-        self.send(wire.encode_disconnect_notice())
+        self.send(wire_fs.encode_disconnect_notice())
         self.close()
 
     def _filter(self, rest: str) -> None:
@@ -208,7 +208,7 @@ class Listener:
         from simulator.api import run_api
 
         body = run_api(self.sim, text, listener=self)
-        self.send(wire.encode_api_response(body))
+        self.send(wire_fs.encode_api_response(body))
 
     def _bgapi(self, text: str, job: str) -> None:
         from simulator.api import run_api

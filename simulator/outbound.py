@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from gevent import socket as gsocket
 
-from orchestrator.esl import wire
+from orchestrator.esl import wire_fs
 from simulator.execution import idle
 from simulator.listener import Listener
 
@@ -85,7 +85,7 @@ class OutboundSession(Listener):
         if ev.name == "CHANNEL_HANGUP":
             if self.linger is None:
                 self.notice_sent = True
-                self.send(wire.encode_disconnect_notice(ch.uuid, "disconnect"))
+                self.send(wire_fs.encode_disconnect_notice(ch.uuid, "disconnect"))
                 self.close()
             elif ch.hangup_origin == "remote" and ch.current_app in ("bridge", "socket", None):
                 self._linger_notice()
@@ -94,14 +94,14 @@ class OutboundSession(Listener):
 
     def _linger_notice(self) -> None:
         self.notice_sent = True
-        self.send(wire.encode_disconnect_notice(self.ch.uuid, "linger", self.ch.name, self.linger))
+        self.send(wire_fs.encode_disconnect_notice(self.ch.uuid, "linger", self.ch.name, self.linger))
         if self.linger is not None and self.linger >= 0:
             self.sim.spawn(self._linger_close, self.linger)
 
     def _linger_close(self, seconds: int) -> None:
         self.sim.clock.sleep(seconds)
         if not self.closed.is_set():
-            self.send(wire.encode_disconnect_notice(self.ch.uuid, "disconnect"))
+            self.send(wire_fs.encode_disconnect_notice(self.ch.uuid, "disconnect"))
             self.close()
 
     # ------------------------------------------------------------ lifecycle
@@ -115,14 +115,14 @@ class OutboundSession(Listener):
         self.ch.signal()
 
     def exit(self) -> None:
-        self.send(wire.encode_disconnect_notice(self.ch.uuid, "disconnect"))
+        self.send(wire_fs.encode_disconnect_notice(self.ch.uuid, "disconnect"))
         self.close()
 
     # ------------------------------------------------------------ commands
-    def handle_more(self, word: str, rest: str, cmd: wire.Command) -> bool:
+    def handle_more(self, word: str, rest: str, cmd: wire_fs.Command) -> bool:
         ch = self.ch
         if word == "connect":
-            self.send(wire.encode_connect_reply(self.sim.channel_data(ch)))
+            self.send(wire_fs.encode_connect_reply(self.sim.channel_data(ch)))
             self.connected = True
             ch.signal()
         elif word == "myevents":
@@ -152,7 +152,7 @@ class OutboundSession(Listener):
             return False
         return True
 
-    def _sendmsg(self, target: str, cmd: wire.Command) -> None:
+    def _sendmsg(self, target: str, cmd: wire_fs.Command) -> None:
         ch = self.sim.channels.get(target) if target else self.ch
         self.reply("+OK")
         if ch is None or not ch.up:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.esl import wire
+from orchestrator.esl import wire, wire_fs
 from simulator import Answer, Busy, FreeSwitchSim, NoAnswer, Reject
 from simulator.dialstring import parse
 from simulator.rawclient import RawOutboundServer, inbound_client
@@ -189,7 +189,7 @@ def test_myevents_json_linger_seconds_and_no_linger() -> None:
         assert "text/event-json" in kinds and "text/event-plain" not in kinds
         notices = [m for m in conn.received if m.content_type == "text/disconnect-notice"]
         assert [n.get("Content-Disposition") for n in notices] == ["linger", "disconnect"]
-        assert notices[0].get("Linger-Time") == "2" and notices[1].body == wire.GOODBYE.encode()
+        assert notices[0].get("Linger-Time") == "2" and notices[1].body == wire_fs.GOODBYE.encode()
         last_event = [m for m in conn.received if m.content_type == "text/event-json"][-1]
         assert wire.parse_event(last_event).name == "CHANNEL_HANGUP_COMPLETE"
         assert conn.received.index(last_event) < conn.received.index(notices[0])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ProtocolError
-from orchestrator.esl import wire
+from orchestrator.esl import wire, wire_fs
 from simulator import transcripts
 
 TDIR = transcripts.transcripts_dir()
@@ -41,12 +41,12 @@ def _reencode(msg: wire.Message) -> bytes:
         ev = wire.parse_event(msg)
         return wire.encode_event_json(ev.items, ev.body)
     if ctype == "api/response":
-        return wire.encode_api_response(msg.body.decode("utf-8"))
+        return wire_fs.encode_api_response(msg.body.decode("utf-8"))
     if ctype == "auth/request":
-        return wire.encode_auth_request()
+        return wire_fs.encode_auth_request()
     if ctype == "text/disconnect-notice":
         linger = msg.get("Linger-Time")
-        return wire.encode_disconnect_notice(
+        return wire_fs.encode_disconnect_notice(
             msg.get("Controlled-Session-UUID"),
             msg.get("Content-Disposition"),
             msg.get("Channel-Name"),
@@ -55,10 +55,10 @@ def _reencode(msg: wire.Message) -> bytes:
     if ctype == "command/reply" and msg.get("Event-Name") == "CHANNEL_DATA":
         data = [(k, v) for k, v in msg.decoded_headers().items()]
         data = data[: [k for k, _ in data].index("Content-Type")]
-        return wire.encode_connect_reply(data)
+        return wire_fs.encode_connect_reply(data)
     if ctype == "command/reply":
         extra = [(k, v) for k, v in msg.headers if k not in ("Content-Type", "Reply-Text")]
-        return wire.encode_reply(msg.get("Reply-Text") or "", extra)
+        return wire_fs.encode_reply(msg.get("Reply-Text") or "", extra)
     raise AssertionError("unexpected content type %r" % ctype)
 
 
