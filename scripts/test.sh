@@ -9,16 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-PY=${PYTHON:-python3}
-
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
-fi
-. .venv/bin/activate
-if ! python -c "import orchestrator, pytest, greenswitch" 2>/dev/null || [ setup.cfg -nt .venv/.installed ]; then
-  pip install --quiet --disable-pip-version-check -e ".[test]"
-  touch .venv/.installed
-fi
+. scripts/venv.sh
 
 export PBX_TEST_PG_URL=${PBX_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
 export PBX_TEST_REDIS_URL=${PBX_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
