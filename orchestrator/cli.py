@@ -49,7 +49,8 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
-    handler = CallHandler(app.cache, app.calls, DbRecorder(app.db.session_factory, wiring.run_in_threadpool), app.policy)
+    recorder = DbRecorder(app.db.session_factory, wiring.run_in_threadpool, wiring.voicemail_notifier(settings, app.redis))
+    handler = CallHandler(app.cache, app.calls, recorder, app.policy)
     server = OutboundServer(settings.listen_host, settings.listen_port, handler, settings.esl_command_timeout_ms / 1000.0, WANTED_EVENTS)
     try:
         server.start()

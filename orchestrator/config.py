@@ -28,6 +28,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError("%s must be a whole number, got %r" % (name, raw)) from None
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError("%s must be true or false, got %r" % (name, env.get(name)))
+
+
 def _hostport(env: Mapping[str, str], name: str, default: str) -> tuple[str, int]:
     raw = env.get(name) or default
     host, sep, port = raw.rpartition(":")
@@ -62,6 +73,13 @@ class Settings:
     directory_user: str = "freeswitch"
     directory_password: str = ""
     snapshot_cache_size: int = 1024
+    # Voicemail e-mail (pbx-worker sends it). Empty host: no e-mail at all.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_from: str = "pbx-voicemail@localhost"
+    smtp_starttls: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -122,4 +140,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         admin_password=env.get("PBX_ADMIN_PASSWORD", DEFAULT_ADMIN_PASSWORD),
         directory_user=env.get("PBX_DIRECTORY_USER", base.directory_user),
         directory_password=env.get("PBX_DIRECTORY_PASSWORD", ""),
+        smtp_host=env.get("PBX_SMTP_HOST", "").strip(),
+        smtp_port=_int(env, "PBX_SMTP_PORT", base.smtp_port),
+        smtp_user=env.get("PBX_SMTP_USER", ""),
+        smtp_password=env.get("PBX_SMTP_PASSWORD", ""),
+        smtp_from=env.get("PBX_SMTP_FROM", "") or base.smtp_from,
+        smtp_starttls=_bool(env, "PBX_SMTP_STARTTLS", base.smtp_starttls),
     )

@@ -5,21 +5,28 @@ wiring's thread pool so that a slow database never stalls other calls' events.
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from orchestrator.core.actions import CallInfo, Finished, StoreVoicemail
 from orchestrator.db import queries
 
+log = logging.getLogger(__name__)
+
+# Told (tenant id, message id) once a voicemail message is committed; the wiring connects
+# it to the e-mail job's enqueue. It must not raise; if it does, the error is logged.
+OnVoicemail = Callable[[int, int], None]
 
 def _ts(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc)
 
 
 class DbRecorder:
-    def __init__(self, session_factory: Any, run_blocking: Callable[..., Any]) -> None:
+    def __init__(self, session_factory: Any, run_blocking: Callable[..., Any], on_voicemail: OnVoicemail | None = None) -> None:
         self._sessions = session_factory
         self._run = run_blocking
+        self._on_voicemail = on_voicemail
 
     def call_finished(self, tenant_id: int, call: CallInfo, finished: Finished, started_ms: int, answered_ms: int | None, ended_ms: int) -> None:
         def write() -> None:
@@ -43,9 +50,16 @@ class DbRecorder:
         self._run(write)
 
     def voicemail(self, tenant_id: int, call: CallInfo, message: StoreVoicemail) -> None:
-        def write() -> None:
+        def write() -> int:
             with self._sessions() as session:
-                queries.record_voicemail(session, tenant_id, message.box_id, message.caller, call.uuid, message.path, message.duration_ms)
+                message_id = queries.record_voicemail(session, tenant_id, message.box_id, message.caller, call.uuid, message.path, message.duration_ms)
                 session.commit()
+                return message_id
 
-        self._run(write)
+        message_id = self._run(write)
+        if self._on_voicemail is None:
+            return
+        try:
+            self._on_voicemail(tenant_id, message_id)
+        except Exception as exc:  # noqa: BLE001 - the message is stored; a notice must not break the call
+            log.error("tenant %d: voicemail %d stored, but its notification failed: %s", tenant_id, message_id, exc)

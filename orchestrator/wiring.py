@@ -137,3 +137,34 @@ def attach_version_publisher(db: Database, versions: RoutingVersions) -> None:
             log.error("could not publish routing versions %s to Redis: %s", changed, exc)
 
     add_change_publisher(db.session_factory, publish)
+
+
+VOICEMAIL_MAIL_JOB = "workers.mail.send_voicemail"
+
+
+def voicemail_notifier(settings: Settings, client: redis.Redis) -> Callable[[int, int], None] | None:
+    """``DbRecorder``'s ``on_voicemail``: enqueue the e-mail job on ``pbx-default``.
+
+    None (and one log line) when PBX_SMTP_HOST is empty: voicemail e-mail is off. A Redis
+    failure while enqueuing is logged; the message stays stored, the call goes on.
+    """
+    from rq import Queue, Retry
+
+    from workers import DEFAULT_QUEUE
+
+    if not settings.smtp_host:
+        log.info("voicemail e-mail is off: PBX_SMTP_HOST is empty")
+        return None
+    queue = Queue(DEFAULT_QUEUE, connection=client)
+
+    def enqueue(tenant_id: int, message_id: int) -> None:
+        try:
+            queue.enqueue(
+                VOICEMAIL_MAIL_JOB, tenant_id, message_id,
+                job_timeout=120, retry=Retry(max=3, interval=[30, 120, 600]),
+                description="e-mail voicemail %d of tenant %d" % (message_id, tenant_id),
+            )
+        except redis.RedisError as exc:
+            log.error("tenant %d: voicemail %d stored but its e-mail was not queued (Redis: %s)", tenant_id, message_id, exc)
+
+    return enqueue

@@ -38,7 +38,7 @@ from orchestrator.core.actions import (
 )
 from orchestrator.core.model import TenantSnapshot
 from orchestrator.core.plan import Announce, MenuStep, Policy, Ring, Step, Voicemail, plan_target
-from orchestrator.core.routing import entry_target
+from orchestrator.core.routing import Entry, entry_target
 
 # Phases
 RUNNING = "running"  # a step's blocking app is in flight
@@ -77,32 +77,51 @@ class Context:
     new_id: Callable[[], str]
 
 
-def start(call: CallInfo, ctx: Context, *, admitted: bool = True, refusal: str = "") -> Decision:
-    """First decision for a new call. ``snapshot`` None means no tenant owns it."""
-    state = CallState(call)
+@dataclass(frozen=True)
+class Opening:
+    """How a new call is routed before any event: the steps ``start`` runs.
+
+    ``entry`` is None when the call is refused before routing (no tenant, suspended,
+    over the limit). The routing explainer (``core.explain``) reads the same value.
+    """
+
+    steps: tuple[Step, ...]
+    entry: Entry | None = None
+    log: Log | None = None
+
+
+def opening(call: CallInfo, ctx: Context, *, admitted: bool = True, refusal: str = "") -> Opening:
     snap = ctx.snapshot
     if snap is None:
         step = Announce(ctx.policy.sound_unknown_number, "no tenant owns %s" % call.destination, "UNALLOCATED_NUMBER", answer=False)
-        return _run_steps(state, [step], ctx, [Log("unknown number", "warning", {"reason": step.label})])
+        return Opening((step,), None, Log("unknown number", "warning", {"reason": step.label}))
     if not snap.enabled:
         step = Announce(ctx.policy.sound_unavailable, "tenant %s is suspended" % snap.name, "CALL_REJECTED", answer=False)
-        return _run_steps(state, [step], ctx, [Log("tenant suspended", "warning", {"reason": step.label})])
+        return Opening((step,), None, Log("tenant suspended", "warning", {"reason": step.label}))
     if not admitted:
         step = Announce(ctx.policy.sound_busy_limit, refusal or "concurrent call limit reached", "NORMAL_CIRCUIT_CONGESTION", answer=False)
-        return _run_steps(state, [step], ctx, [Log("call refused", "warning", {"reason": step.label})])
+        return Opening((step,), None, Log("call refused", "warning", {"reason": step.label}))
     entry = entry_target(snap, call, ctx.now_ms)
+    if entry.target is None:
+        step = Announce(ctx.policy.sound_unknown_number, entry.note, "UNALLOCATED_NUMBER", answer=False)
+        return Opening((step,), entry, Log("no route", "warning", {"reason": entry.note}))
+    return Opening(tuple(plan_target(entry.target, snap, ctx.policy, ctx.new_id)), entry)
+
+
+def start(call: CallInfo, ctx: Context, *, admitted: bool = True, refusal: str = "") -> Decision:
+    """First decision for a new call. ``snapshot`` None means no tenant owns it."""
+    state = CallState(call)
+    first = opening(call, ctx, admitted=admitted, refusal=refusal)
+    logs: list[Action] = [first.log] if first.log is not None else []
+    if first.entry is None or ctx.snapshot is None:
+        return _run_steps(state, list(first.steps), ctx, logs)
     setup: list[Action] = [
         Execute("set", "continue_on_fail=true"),
         Execute("set", "hangup_after_bridge=true"),
-        Execute("set", "pbx_tenant_id=%d" % snap.tenant_id),
+        Execute("set", "pbx_tenant_id=%d" % ctx.snapshot.tenant_id),
     ]
-    state = replace(state, route=(entry.note,))
-    if entry.target is None:
-        sound = ctx.policy.sound_unknown_number
-        step = Announce(sound, entry.note, "UNALLOCATED_NUMBER", answer=False)
-        return _run_steps(state, [step], ctx, setup + [Log("no route", "warning", {"reason": entry.note})])
-    steps = plan_target(entry.target, snap, ctx.policy, ctx.new_id)
-    return _run_steps(state, steps, ctx, setup)
+    state = replace(state, route=(first.entry.note,))
+    return _run_steps(state, list(first.steps), ctx, setup + logs)
 
 
 def handle(state: CallState, event: CoreEvent, ctx: Context) -> Decision:

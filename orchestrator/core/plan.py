@@ -33,6 +33,21 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class RingLeg:
+    """One phone a Ring step rings, described for people (the explainer, logs).
+
+    Derived from the same ``Leg`` values the dial string is built from; ``dial`` stays
+    what actually runs.
+    """
+
+    label: str  # "desk 101", "mobile of 101", "+7916..."
+    endpoint: str
+    delay: int  # seconds before this phone starts ringing
+    timeout: int  # seconds it may ring, counted from the start of the bridge
+    employee_id: int | None = None
+
+
+@dataclass(frozen=True)
 class Ring:
     """Ring some phones with one ``bridge``; first answer wins."""
 
@@ -40,6 +55,8 @@ class Ring:
     label: str
     # b-leg uuid (set with origination_uuid) or dialled destination -> employee id
     owners: Mapping[str, int] = field(default_factory=dict)
+    legs: tuple[RingLeg, ...] = ()
+    call_timeout: int = 0  # seconds the whole attempt may last
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,15 @@ def _leg(endpoint: str, timeout: int, label: str, owner: int | None, owners: dic
     if owner is not None:
         owners[leg_uuid] = owner
     return Leg(endpoint, timeout, delay, label, (("origination_uuid", leg_uuid),))
+
+
+def _ring(legs: list[Leg], call_timeout: int, label: str, owners: dict[str, int]) -> Ring:
+    """The Ring step for ``legs``, with the legs described next to the dial string."""
+    described = tuple(
+        RingLeg(leg.label, leg.endpoint, leg.delay, leg.timeout, owners.get(dict(leg.variables).get("origination_uuid", "")))
+        for leg in legs
+    )
+    return Ring(ring_all(legs, call_timeout), label, owners, described, call_timeout)
 
 
 def _cap(legs: list[Leg]) -> int:
@@ -127,7 +153,7 @@ def plan_target(
             return [Announce(policy.sound_unavailable, "employee #%s no longer exists" % target.ref_id)]
         owners: dict[str, int] = {}
         legs: list[Leg] = _employee_legs(emp, snap.sip_domain, policy, new_id, owners)
-        steps: list[Step] = [Ring(ring_all(legs, _cap(legs)), "employee %s (%s)" % (emp.extension, emp.name), owners)]
+        steps: list[Step] = [_ring(legs, _cap(legs), "employee %s (%s)" % (emp.extension, emp.name), owners)]
         if emp.voicemail_box_id is not None:
             steps.append(_voicemail(snap, emp.voicemail_box_id, policy))
         else:
@@ -151,7 +177,7 @@ def plan_target(
         if dep.strategy is not Strategy.RING_ALL:
             label += ", strategy %s rung as ring-all" % dep.strategy.value
         if legs:
-            steps.append(Ring(ring_all(legs, dep.no_answer_timeout), label, owners))
+            steps.append(_ring(legs, dep.no_answer_timeout, label, owners))
         steps.extend(plan_target(dep.no_answer_target, snap, policy, new_id, hops + 1) if dep.no_answer_target else [Announce(policy.sound_unavailable, "%s: nobody answered" % label)])
         return steps
     if kind is TargetKind.VOICEMAIL:
@@ -160,7 +186,7 @@ def plan_target(
         number = target.number or ""
         owners = {}
         legs = [_leg(external_endpoint(policy.external_dial_template, number), policy.external_ring_seconds, number, None, owners, new_id)]
-        return [Ring(ring_all(legs, _cap(legs)), "external %s" % number, owners), Announce(policy.sound_unavailable, "external %s did not answer" % number)]
+        return [_ring(legs, _cap(legs), "external %s" % number, owners), Announce(policy.sound_unavailable, "external %s did not answer" % number)]
     if kind is TargetKind.ANNOUNCEMENT:
         return [Announce(target.sound or policy.sound_unavailable, "announcement")]
     if kind is TargetKind.MENU:

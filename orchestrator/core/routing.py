@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.core.actions import CallInfo
-from orchestrator.core.model import NumberMode, RoutingIndex, Target, TenantSnapshot
+from orchestrator.core.model import NumberMode, PhoneNumber, RoutingIndex, Schedule, Target, TenantSnapshot
 from orchestrator.core.schedule import is_open
 
 
@@ -40,26 +40,34 @@ class Entry:
     note: str  # the decision, in words, for logs and call history
 
 
+def find_number(snapshot: TenantSnapshot, dialed: str) -> PhoneNumber | None:
+    """The tenant's number a dialled number is, in any of its carrier forms."""
+    for candidate in number_candidates(dialed):
+        number = snapshot.numbers.get(candidate)
+        if number is not None:
+            return number
+    return None
+
+
+def number_schedule(snapshot: TenantSnapshot, number: PhoneNumber) -> Schedule | None:
+    """The number's own schedule, else the tenant's default one."""
+    if number.schedule_id is not None:
+        return snapshot.schedules.get(number.schedule_id)
+    return snapshot.default_schedule()
+
+
 def entry_target(snapshot: TenantSnapshot, call: CallInfo, now_ms: int) -> Entry:
     if call.entry == "internal":
         target = snapshot.target_for_extension(call.destination)
         if target is None:
             return Entry(None, "extension %s does not exist" % call.destination)
         return Entry(target, "extension %s" % call.destination)
-    number = None
-    for candidate in number_candidates(call.destination):
-        number = snapshot.numbers.get(candidate)
-        if number is not None:
-            break
+    number = find_number(snapshot, call.destination)
     if number is None:
         return Entry(None, "number %s is not assigned" % call.destination)
     if number.mode is NumberMode.ALWAYS:
         return Entry(number.work_target, "number %s (24/7)" % number.e164)
-    schedule = (
-        snapshot.schedules.get(number.schedule_id)
-        if number.schedule_id is not None
-        else snapshot.default_schedule()
-    )
+    schedule = number_schedule(snapshot, number)
     if schedule is None:
         return Entry(number.work_target, "number %s: no schedule, treated as 24/7" % number.e164)
     if is_open(schedule, snapshot.timezone, now_ms):

@@ -100,3 +100,38 @@ def voicemail_box_email(session: Session, tenant_id: int, box_id: int) -> str | 
     return session.scalar(
         select(VoicemailBox.email).where(VoicemailBox.tenant_id == tenant_id, VoicemailBox.id == box_id)
     )
+
+
+@dataclass(frozen=True)
+class VoicemailNotice:
+    """A stored voicemail message with what its e-mail needs (box, address, tenant)."""
+
+    tenant_id: int
+    message_id: int
+    tenant_name: str
+    timezone: str
+    box_id: int
+    box_name: str
+    email: str | None
+    caller: str
+    created_at: datetime
+    duration_ms: int
+    recording_path: str
+
+
+def voicemail_notice(session: Session, tenant_id: int, message_id: int) -> VoicemailNotice | None:
+    """The message ``message_id`` of the tenant, with its box and e-mail; None if gone."""
+    row = session.execute(
+        select(VoicemailMessage, VoicemailBox.name, VoicemailBox.email, Tenant.name, Tenant.timezone)
+        .join(VoicemailBox, (VoicemailBox.tenant_id == VoicemailMessage.tenant_id) & (VoicemailBox.id == VoicemailMessage.box_id))
+        .join(Tenant, Tenant.id == VoicemailMessage.tenant_id)
+        .where(VoicemailMessage.tenant_id == tenant_id, VoicemailMessage.id == message_id)
+    ).first()
+    if row is None:
+        return None
+    message, box_name, email, tenant_name, tz = row
+    return VoicemailNotice(
+        tenant_id=tenant_id, message_id=message.id, tenant_name=tenant_name, timezone=tz or "UTC",
+        box_id=message.box_id, box_name=box_name, email=email, caller=message.caller,
+        created_at=message.created_at, duration_ms=message.duration_ms, recording_path=message.recording_path,
+    )

@@ -1,0 +1,204 @@
+"""The routing explainer: what happens if CALLER calls DIALED at a given time. Pure.
+
+It asks the live call path's own functions, not a copy of them: ``callflow.opening``
+(which runs ``routing.entry_target`` and ``plan.plan_target`` exactly as ``start``
+does), ``schedule.check`` (the reason behind ``schedule.is_open``) and, for each option
+of a voice menu, ``plan_target`` with the hop count the menu would pass on. The result
+is plain data: ``render()`` for people, ``to_dict()`` for JSON.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from orchestrator.core.actions import CallInfo
+from orchestrator.core.callflow import Context, opening
+from orchestrator.core.model import NumberMode, Target, TargetKind, TenantSnapshot
+from orchestrator.core.plan import Announce, MenuStep, Policy, Ring, Step, Voicemail, plan_target
+from orchestrator.core.routing import find_number, number_schedule
+from orchestrator.core.schedule import WEEKDAYS, check, local_time
+
+EXPLAIN_CALL_UUID = "explain"
+
+
+@dataclass(frozen=True)
+class LegView:
+    """One phone of a ring step."""
+
+    who: str  # "Ivan Petrov (101)", or the external number
+    phone: str  # "desk 101", "mobile +7916...", the endpoint
+    delay: int
+    timeout: int
+    employee_id: int | None = None
+
+
+@dataclass(frozen=True)
+class StepView:
+    kind: str  # ring / voicemail / announce / menu
+    label: str  # the label the live call records in its route
+    details: tuple[str, ...] = ()
+    legs: tuple[LegView, ...] = ()
+    options: tuple["OptionView", ...] = ()
+
+
+@dataclass(frozen=True)
+class OptionView:
+    """One way out of a voice menu: a digit, or "no input" / "invalid input"."""
+
+    key: str
+    target: str
+    steps: tuple[StepView, ...] = ()
+
+
+@dataclass(frozen=True)
+class Explanation:
+    tenant: str
+    caller: str
+    dialed: str
+    local_time: str
+    chain: tuple[str, ...]  # the decisions, in order
+    target: str  # "" when the call is refused before reaching a target
+    steps: tuple[StepView, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def render(self) -> str:
+        lines = ["%s calls %s at %s (%s)" % (self.caller or "(unknown caller)", self.dialed, self.local_time, self.tenant), ""]
+        lines.append("Decision:")
+        lines.extend("  - %s" % line for line in self.chain)
+        lines.append("")
+        lines.append("What happens:")
+        lines.extend(_render_steps(self.steps, 1))
+        return "\n".join(lines) + "\n"
+
+
+def explain(
+    snapshot: TenantSnapshot, policy: Policy, caller: str, dialed: str, now_ms: int, entry: str = "public"
+) -> Explanation:
+    """What the live call path would do with this call at ``now_ms`` (epoch ms)."""
+    call = CallInfo(
+        uuid=EXPLAIN_CALL_UUID, entry=entry, destination=dialed, caller_number=caller,
+        domain=snapshot.sip_domain if entry == "internal" else "",
+    )
+    counter = itertools.count(1)
+    ctx = Context(snapshot, policy, now_ms, lambda: "leg%d" % next(counter))
+    local = local_time(now_ms, snapshot.timezone)
+    when = "%s %s %s" % (WEEKDAYS[local.weekday()], local.strftime("%Y-%m-%d %H:%M"), local.tzname() or snapshot.timezone)
+    chain = ["tenant %s (%s), time zone %s: it is %s" % (snapshot.name, snapshot.sip_domain, snapshot.timezone, when)]
+    chain.append("caller %s: no caller-based rule applies (none configured)" % (caller or "(none)"))
+    chain.extend(_entry_details(snapshot, call, now_ms))
+    first = opening(call, ctx)
+    target = ""
+    if first.entry is not None:
+        chain.append("decision: %s" % first.entry.note)
+        if first.entry.target is not None:
+            target = target_name(snapshot, first.entry.target)
+            chain.append("target: %s" % target)
+    elif first.log is not None:
+        chain.append("refused: %s" % first.log.fields.get("reason", first.log.message))
+    steps = tuple(_step_view(step, snapshot, ctx, frozenset()) for step in first.steps)
+    return Explanation(snapshot.name, caller, dialed, when, tuple(chain), target, steps)
+
+
+# ------------------------------------------------------------------ the decision chain
+
+
+def _entry_details(snap: TenantSnapshot, call: CallInfo, now_ms: int) -> list[str]:
+    if call.entry == "internal":
+        return []
+    number = find_number(snap, call.destination)
+    if number is None:
+        return []
+    if number.mode is NumberMode.ALWAYS:
+        return ["number %s is 24/7: always its work-hours target" % number.e164]
+    schedule = number_schedule(snap, number)
+    if schedule is None:
+        return ["number %s follows a schedule, but none exists: treated as 24/7" % number.e164]
+    whose = "its own schedule" if number.schedule_id is not None else "the company schedule"
+    verdict = check(schedule, snap.timezone, now_ms)
+    return ["number %s follows %s '%s': %s" % (number.e164, whose, schedule.name, verdict.reason)]
+
+
+def target_name(snap: TenantSnapshot, target: Target) -> str:
+    """A target in the words of the admin panel: kind, extension and name."""
+    ref = target.ref_id if target.ref_id is not None else -1
+    if target.kind is TargetKind.DEPARTMENT and ref in snap.departments:
+        dep = snap.departments[ref]
+        return "department %s (%s)" % (dep.extension, dep.name)
+    if target.kind is TargetKind.EMPLOYEE and ref in snap.employees:
+        emp = snap.employees[ref]
+        return "employee %s (%s)" % (emp.extension, emp.name)
+    if target.kind is TargetKind.MENU and ref in snap.menus:
+        return "voice menu %s" % snap.menus[ref].name
+    if target.kind is TargetKind.VOICEMAIL and ref in snap.voicemail_boxes:
+        return "voicemail %s" % snap.voicemail_boxes[ref].name
+    return target.describe()
+
+
+# ------------------------------------------------------------------ the steps
+
+
+def _step_view(step: Step, snap: TenantSnapshot, ctx: Context, menus_seen: frozenset[int]) -> StepView:
+    if isinstance(step, Ring):
+        legs = tuple(_leg_view(leg.label, leg.endpoint, leg.delay, leg.timeout, leg.employee_id, snap) for leg in step.legs)
+        details = ("rings for at most %d s, first to answer gets the call" % step.call_timeout,)
+        return StepView("ring", step.label, details, legs)
+    if isinstance(step, Voicemail):
+        box = snap.voicemail_boxes.get(step.box_id) if step.box_id is not None else None
+        details_v = [
+            "answers, plays %s, then records up to %d s" % (step.greeting or ctx.policy.sound_voicemail_greeting, step.max_seconds),
+        ]
+        if box is not None:
+            details_v.append("box e-mail: %s" % box.email if box.email else "the box has no e-mail address")
+        return StepView("voicemail", step.label, tuple(details_v))
+    if isinstance(step, Announce):
+        how = "answers and plays" if step.answer else "plays without answering"
+        return StepView("announce", step.label, ("%s %s, then hangs up (%s)" % (how, step.sound, step.cause),))
+    return _menu_view(step, snap, ctx, menus_seen)
+
+
+def _leg_view(label: str, endpoint: str, delay: int, timeout: int, employee_id: int | None, snap: TenantSnapshot) -> LegView:
+    emp = snap.employees.get(employee_id) if employee_id is not None else None
+    if emp is None:
+        return LegView(label, endpoint, delay, timeout, None)
+    phone = "mobile %s" % emp.mobile if label.startswith("mobile") else "desk %s" % emp.extension
+    return LegView("%s (%s)" % (emp.name, emp.extension), phone, delay, timeout, emp.id)
+
+
+def _menu_view(step: MenuStep, snap: TenantSnapshot, ctx: Context, menus_seen: frozenset[int]) -> StepView:
+    menu = snap.menus[step.menu_id]
+    details = ["answers and plays %s, waits %d s for digits" % (menu.greeting or ctx.policy.sound_unavailable, menu.timeout_seconds)]
+    if menu.direct_dial:
+        details.append("the caller may also type an employee's or a department's extension")
+    details.append("invalid input: replayed, up to %d tries, then the default" % menu.max_invalid)
+    if menu.id in menus_seen:
+        details.append("(this menu again: see above)")
+        return StepView("menu", step.label, tuple(details))
+    seen = menus_seen | {menu.id}
+    ways: list[tuple[str, Target | None]] = [(option.digit, option.target) for option in menu.options]
+    ways.append(("no input", menu.default_target))
+    options = []
+    for key, target in ways:
+        # The hop count _menu_result passes on, so a cycle is capped here as at run time.
+        steps = plan_target(target, snap, ctx.policy, ctx.new_id, step.hops + 1)
+        name = target_name(snap, target) if target is not None else "(none)"
+        options.append(OptionView(key, name, tuple(_step_view(s, snap, ctx, seen) for s in steps)))
+    return StepView("menu", step.label, tuple(details), (), tuple(options))
+
+
+def _render_steps(steps: tuple[StepView, ...], depth: int) -> list[str]:
+    pad = "  " * depth
+    lines = []
+    for n, step in enumerate(steps, 1):
+        prefix = "%d. " % n if n == 1 else "%d. if not answered: " % n
+        lines.append("%s%s%s: %s" % (pad, prefix, step.kind, step.label))
+        for leg in step.legs:
+            start = "after %d s" % leg.delay if leg.delay else "at once"
+            lines.append("%s     rings %s, %s, %s, until %d s" % (pad, leg.who, leg.phone, start, leg.timeout))
+        lines.extend("%s     %s" % (pad, d) for d in step.details)
+        for option in step.options:
+            lines.append("%s     [%s] -> %s" % (pad, option.key, option.target))
+            lines.extend(_render_steps(option.steps, depth + 4))
+    return lines

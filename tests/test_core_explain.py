@@ -1,0 +1,194 @@
+"""The routing explainer on the demo tenant, built in code; table-driven, fake clock."""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from orchestrator.core import callflow
+from orchestrator.core.actions import CallInfo, Execute
+from orchestrator.core.explain import explain
+from orchestrator.core.model import (
+    Department,
+    Employee,
+    Interval,
+    Member,
+    MenuOption,
+    NumberMode,
+    PhoneNumber,
+    Schedule,
+    ScheduleException,
+    Strategy,
+    Target,
+    TargetKind,
+    TenantSnapshot,
+    VoicemailBox,
+    VoiceMenu,
+)
+from orchestrator.core.plan import Policy
+
+POLICY = Policy(recordings_dir="/rec")
+SALES, SUPPORT = Target(TargetKind.DEPARTMENT, 200), Target(TargetKind.DEPARTMENT, 300)
+CALLER = "+78121234567"
+
+
+def ms(local: str, tz: str = "Europe/Moscow") -> int:
+    return int(datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(tz)).timestamp() * 1000)
+
+
+def demo(**over) -> TenantSnapshot:
+    """orchestrator/demo/demo-tenant.yaml as the core sees it (ids chosen here)."""
+    employees = {
+        1: Employee(1, "Ivan Petrov", "101", mobile="+79160000001", forward_to_mobile_after=10),
+        2: Employee(2, "Maria Ivanova", "102"),
+        3: Employee(3, "Sergey Smirnov", "103"),
+        4: Employee(4, "Olga Kuznetsova", "104"),
+        5: Employee(5, "Alexey Popov", "105"),
+    }
+    departments = {
+        200: Department(200, "Sales", "200", ring_seconds=20, no_answer_timeout=30,
+                        no_answer_target=Target(TargetKind.VOICEMAIL, 800),
+                        members=(Member(1), Member(2), Member(3))),
+        300: Department(300, "Support", "300", Strategy.LONGEST_IDLE, ring_seconds=15, no_answer_timeout=120,
+                        no_answer_target=Target(TargetKind.VOICEMAIL, 801), members=(Member(4), Member(5))),
+        # not in the YAML: a no-answer chain Support-line -> Sales, and a cycle
+        400: Department(400, "Night desk", "400", ring_seconds=10, no_answer_timeout=10,
+                        no_answer_target=SALES, members=(Member(5),)),
+        500: Department(500, "Loop A", "500", no_answer_target=Target(TargetKind.DEPARTMENT, 501)),
+        501: Department(501, "Loop B", "501", no_answer_target=Target(TargetKind.DEPARTMENT, 500)),
+    }
+    office = tuple(Interval(d, s, e) for d in range(5) for s, e in ((9 * 60, 13 * 60), (14 * 60, 18 * 60)))
+    fields = dict(
+        tenant_id=1, name="Demo Trading LLC", sip_domain="demo.pbx.local", timezone="Europe/Moscow",
+        employees=employees, departments=departments,
+        numbers={
+            "+74950000001": PhoneNumber("+74950000001", work_target=SALES),
+            "+74950000002": PhoneNumber("+74950000002", work_target=Target(TargetKind.EMPLOYEE, 1)),
+            "+74950000003": PhoneNumber("+74950000003", NumberMode.SCHEDULE, Target(TargetKind.MENU, 7),
+                                        Target(TargetKind.VOICEMAIL, 800)),
+            "+74950000004": PhoneNumber("+74950000004", work_target=Target(TargetKind.DEPARTMENT, 400)),
+            "+74950000005": PhoneNumber("+74950000005", work_target=Target(TargetKind.DEPARTMENT, 500)),
+        },
+        schedules={1: Schedule(1, "Office hours", office, (
+            ScheduleException(date(2026, 1, 1), True, (), "New Year"),
+            ScheduleException(date(2026, 5, 9), True, (), "Victory Day"),
+            ScheduleException(date(2026, 12, 31), False, ((10 * 60, 15 * 60),), "New Year's Eve"),
+        ), is_default=True)},
+        menus={7: VoiceMenu(7, "Main", greeting="ivr/ivr-welcome_to_freeswitch.wav",
+                            options=(MenuOption("1", SALES), MenuOption("2", SUPPORT)), default_target=SALES)},
+        voicemail_boxes={
+            800: VoicemailBox(800, "Sales voicemail", "800", email="sales@demo.example", owner_employee_ids=(1,)),
+            801: VoicemailBox(801, "Support voicemail", "801", email="support@demo.example", owner_employee_ids=(4,)),
+        },
+    )
+    fields.update(over)
+    return TenantSnapshot(**fields)
+
+
+CASES = [
+    # (name, dialed, local time, chain must mention, target, step kinds)
+    ("saturday evening: after hours voicemail", "+74950000003", "2026-11-28 21:00",
+     ["Saturday", "closed: no work hours on Saturday", "after hours (Office hours)"],
+     "voicemail Sales voicemail", ["voicemail"]),
+    ("tuesday morning: the menu", "+74950000003", "2026-11-24 11:00",
+     ["open: Tuesday interval 09:00-13:00", "work hours (Office hours)"], "voice menu Main", ["menu"]),
+    ("tuesday lunch break: closed", "+74950000003", "2026-11-24 13:30",
+     ["closed: outside Tuesday's work hours (09:00-13:00, 14:00-18:00)"], "voicemail Sales voicemail",
+     ["voicemail"]),
+    ("holiday on a weekday", "+74950000003", "2026-05-09 11:00",
+     ["closed all day: Victory Day"], "voicemail Sales voicemail", ["voicemail"]),
+    ("special hours", "+74950000003", "2026-12-31 11:00",
+     ["open: special hours of New Year's Eve", "10:00-15:00"], "voice menu Main", ["menu"]),
+    ("24/7 department with its no-answer chain", "+74950000004", "2026-11-28 21:00",
+     ["24/7"], "department 400 (Night desk)", ["ring", "ring", "voicemail"]),
+    ("employee: desk, then mobile", "+74950000002", "2026-11-24 11:00",
+     ["24/7"], "employee 101 (Ivan Petrov)", ["ring", "announce"]),
+    ("a cycle is capped", "+74950000005", "2026-11-24 11:00",
+     ["24/7"], "department 500 (Loop A)", ["announce"]),
+    ("unknown number", "+74990000000", "2026-11-24 11:00",
+     ["number +74990000000 is not assigned"], "", ["announce"]),
+]
+
+
+@pytest.mark.parametrize("name, dialed, when, mentions, target, kinds", CASES, ids=[c[0] for c in CASES])
+def test_explain_reference_cases(name, dialed, when, mentions, target, kinds):
+    result = explain(demo(), POLICY, CALLER, dialed, ms(when))
+    chain = "\n".join(result.chain)
+    for text in mentions:
+        assert text in chain, chain
+    assert result.target == target
+    assert [s.kind for s in result.steps] == kinds
+    text = result.render()
+    assert CALLER in text and dialed in text
+    json.dumps(result.to_dict())  # JSON-ready
+
+
+@pytest.mark.parametrize("dialed, when", [(c[1], c[2]) for c in CASES])
+def test_explain_follows_the_live_call_path(dialed, when):
+    """Same labels in the same order as the route the live call starts with."""
+    c = callflow.Context(demo(), POLICY, ms(when), lambda: "x")
+    first = callflow.start(CallInfo("c1", "public", dialed, CALLER), c)
+    result = explain(demo(), POLICY, CALLER, dialed, ms(when))
+    assert first.state.route[-1] == result.steps[0].label
+    assert len(first.state.plan) + 1 == len(result.steps)
+    assert [s.label for s in result.steps[1:]] == [getattr(s, "label") for s in first.state.plan]
+
+
+def test_menu_lists_its_options_with_what_each_does():
+    result = explain(demo(), POLICY, CALLER, "+74950000003", ms("2026-11-24 11:00"))
+    (menu,) = result.steps
+    assert [(o.key, o.target) for o in menu.options] == [
+        ("1", "department 200 (Sales)"), ("2", "department 300 (Support)"), ("no input", "department 200 (Sales)"),
+    ]
+    support = menu.options[1]
+    assert [s.kind for s in support.steps] == ["ring", "voicemail"]
+    assert "strategy longest_idle rung as ring-all" in support.steps[0].label
+    assert [leg.who for leg in support.steps[0].legs] == ["Olga Kuznetsova (104)", "Alexey Popov (105)"]
+    assert any("support@demo.example" in d for d in support.steps[1].details)
+    assert any("extension" in d for d in menu.details)
+    text = result.render()
+    assert "[2] -> department 300 (Support)" in text and "waits 5 s" in text
+
+
+def test_department_chain_says_who_rings_in_what_order():
+    result = explain(demo(), POLICY, CALLER, "+74950000004", ms("2026-11-28 21:00"))
+    night, sales, voicemail = result.steps
+    assert [(leg.who, leg.timeout) for leg in night.legs] == [("Alexey Popov (105)", 10)]
+    assert [leg.employee_id for leg in sales.legs] == [1, 2, 3]
+    assert sales.label == "department 200 (Sales)" and sales.details == ("rings for at most 30 s, first to answer gets the call",)
+    assert voicemail.label == "voicemail Sales voicemail"
+    assert "2. if not answered: ring: department 200 (Sales)" in result.render()
+
+
+def test_employee_mobile_leg_is_delayed():
+    result = explain(demo(), POLICY, CALLER, "+74950000002", ms("2026-11-24 11:00"))
+    ring = result.steps[0]
+    assert [(leg.phone, leg.delay, leg.timeout) for leg in ring.legs] == [("desk 101", 0, 30), ("mobile +79160000001", 10, 30)]
+    assert "after 10 s" in result.render()
+
+
+def test_cycle_cap_and_refusals():
+    capped = explain(demo(), POLICY, CALLER, "+74950000005", ms("2026-11-24 11:00"))
+    assert "stopped" in capped.steps[0].label
+    suspended = explain(demo(enabled=False), POLICY, CALLER, "+74950000001", ms("2026-11-24 11:00"))
+    assert any("suspended" in line for line in suspended.chain) and suspended.target == ""
+
+
+def test_internal_call_by_extension():
+    result = explain(demo(), POLICY, "101", "300", ms("2026-11-24 11:00"), entry="internal")
+    assert result.target == "department 300 (Support)"
+    assert [s.kind for s in result.steps] == ["ring", "voicemail"]
+
+
+def test_plan_ring_legs_do_not_change_the_dial_string():
+    """The structured legs sit next to the unchanged dial string."""
+    c = callflow.Context(demo(), POLICY, ms("2026-11-24 11:00"), iter(["a", "b", "c"]).__next__)
+    d = callflow.start(CallInfo("c1", "public", "+74950000002", CALLER), c)
+    bridge = [a for a in d.actions if isinstance(a, Execute) and a.app == "bridge"][0]
+    assert bridge.arg == (
+        "{ignore_early_media=true,call_timeout=32}"
+        "[origination_uuid=a,leg_timeout=30]user/101@demo.pbx.local,"
+        "[origination_uuid=b,leg_timeout=30,leg_delay_start=10]sofia/gateway/pstn/+79160000001"
+    )
