@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import secrets
 import warnings
+from datetime import timedelta
 from typing import Any
 
+import redis
 from flask import Flask, redirect, request, url_for
 from flask_admin import Admin, AdminIndexView, expose
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import scoped_session, sessionmaker
 from werkzeug.wrappers import Response
 
-from admin import auth
+from admin import auth, pages
 from admin.directory import make_directory_blueprint
+from admin.live import LiveView
+from admin.profile import ProfileView
+from admin.ratelimit import LoginThrottle, MemoryLoginThrottle, RedisLoginThrottle
 from admin.views import (
     AdminUserView,
     CallRecordView,
@@ -30,12 +35,14 @@ from orchestrator.db.accounts import AdminUser
 from orchestrator.db.engine import add_change_publisher
 from orchestrator.db.models import Tenant
 from orchestrator.db.versioning import Publisher
+from orchestrator.store.redis_store import CallStore
+
+SESSION_LIFETIME = timedelta(hours=8)
 
 
 class HomeView(AdminIndexView):
     def is_accessible(self) -> bool:
-        user = auth.current_user()
-        return user is not None and user.can_administer
+        return auth.current_user() is not None  # every role; the menu shows what each may use
 
     def inaccessible_callback(self, name: str, **kwargs: Any) -> Response:
         return redirect(url_for("auth.login", next=request.full_path))
@@ -45,9 +52,16 @@ class HomeView(AdminIndexView):
         return self.render("admin/index.html")
 
 
-def create_app(settings: Settings, session_factory: sessionmaker, on_change: Publisher | None = None) -> Flask:
+def create_app(settings: Settings, session_factory: sessionmaker, on_change: Publisher | None = None, *,
+               redis_client: redis.Redis | None = None, login_throttle: LoginThrottle | None = None,
+               session_lifetime: timedelta = SESSION_LIFETIME) -> Flask:
     """The admin panel over ``session_factory``'s database. ``on_change`` (if given) is
-    registered as a routing change publisher (called after each committed change)."""
+    registered as a routing change publisher (called after each committed change).
+
+    ``redis_client`` (optional) feeds the live-state pages and keeps the failed-login
+    counters (shared by every admin process); without it the counters live in memory.
+    ``login_throttle`` replaces the default (5 failures per username and address in 10
+    minutes)."""
     settings.check()
     app = Flask(__name__)
     app.config.update(
@@ -55,8 +69,12 @@ def create_app(settings: Settings, session_factory: sessionmaker, on_change: Pub
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.production,
+        PERMANENT_SESSION_LIFETIME=session_lifetime,
         WTF_CSRF_TIME_LIMIT=None,
     )
+    app.jinja_loader = pages.loader()
+    if login_throttle is None:
+        login_throttle = RedisLoginThrottle(redis_client) if redis_client is not None else MemoryLoginThrottle()
     app.extensions["pbx_settings"] = settings
     if on_change is not None:
         add_change_publisher(session_factory, on_change)
@@ -70,7 +88,7 @@ def create_app(settings: Settings, session_factory: sessionmaker, on_change: Pub
     directory = make_directory_blueprint(settings, db)
     csrf.exempt(directory)
     app.register_blueprint(directory)
-    app.register_blueprint(auth.make_blueprint(db))
+    app.register_blueprint(auth.make_blueprint(db, login_throttle))
 
     @app.before_request
     def _load_user() -> None:
@@ -90,6 +108,9 @@ def create_app(settings: Settings, session_factory: sessionmaker, on_change: Pub
         # is still supported (and is what a non-Flask-SQLAlchemy app has).
         warnings.simplefilter("ignore", DeprecationWarning)
         _add_views(panel, db)
+    panel.add_view(LiveView(db, CallStore(redis_client) if redis_client is not None else None,
+                            name="Live state", endpoint="live"))
+    panel.add_view(ProfileView(db, name="My profile", endpoint="profile"))
     return app
 
 

@@ -1,24 +1,39 @@
 """Login for the admin panel: a session cookie holding the admin user's id.
 
-The operator account ``admin`` is created on start from ``settings.admin_password``
-(hashed with werkzeug.security); in production ``Settings.check`` has already refused
-the default password.
+The operator account ``operator`` is created on start from ``settings.admin_password``;
+in production ``Settings.check`` has already refused the default password. Passwords are
+hashed with werkzeug.security (scrypt). Sessions are permanent with the app's
+``PERMANENT_SESSION_LIFETIME``; failed logins are throttled per username and client
+address (``admin.ratelimit``).
+
+Roles: operator (every tenant), tenant_admin (all of their tenant), user (their
+company's call history, their own profile), restricted (their own calls and profile).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from flask import Blueprint, g, redirect, render_template_string, request, session, url_for
+from flask import (
+    Blueprint,
+    g,
+    redirect,
+    render_template_string,
+    request,
+    session,
+    url_for,
+)
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
+from admin.ratelimit import LoginThrottle
 from orchestrator.db.accounts import AdminRole, AdminUser
+from orchestrator.db.models import Tenant
 
 OPERATOR_USERNAME = "operator"
 
@@ -29,6 +44,7 @@ class CurrentUser:
     username: str
     role: AdminRole
     tenant_id: int | None
+    employee_id: int | None = None
 
     @property
     def is_operator(self) -> bool:
@@ -60,7 +76,7 @@ def load_user(db: Session) -> None:
         return
     user = db.get(AdminUser, user_id)
     if user is not None:
-        g.admin_user = CurrentUser(user.id, user.username, user.role, user.tenant_id)
+        g.admin_user = CurrentUser(user.id, user.username, user.role, user.tenant_id, user.employee_id)
 
 
 class LoginForm(FlaskForm):
@@ -89,24 +105,41 @@ def _safe_next(target: str | None) -> str:
     return url_for("admin.index")
 
 
-def make_blueprint(db_session) -> Blueprint:  # type: ignore[no-untyped-def]
+def _refusal(db_session: Session | scoped_session, user: AdminUser | None, password: str) -> str | None:
+    """Why these credentials do not log in, or None when they do."""
+    if user is None or not check_password_hash(user.password_hash, password):
+        return "Wrong username or password."
+    if user.tenant_id is not None:
+        tenant = db_session.get(Tenant, user.tenant_id)
+        if tenant is None or not tenant.enabled:
+            return "Your company's account is suspended; ask your operator."
+    return None
+
+
+def make_blueprint(db_session: scoped_session, throttle: LoginThrottle) -> Blueprint:
     bp = Blueprint("auth", __name__)
 
     @bp.route("/login", methods=["GET", "POST"])
-    def login() -> str | Response:
+    def login() -> str | Response | tuple[str, int]:
         form = LoginForm()
         error = None
         if form.validate_on_submit():
-            user = db_session.scalar(select(AdminUser).where(AdminUser.username == form.username.data))
-            if user is not None and check_password_hash(user.password_hash, form.password.data or ""):
-                if user.role not in (AdminRole.OPERATOR, AdminRole.TENANT_ADMIN):
-                    error = "This account cannot use the administration panel."
-                else:
-                    session.clear()
-                    session["admin_user_id"] = user.id
-                    return redirect(_safe_next(request.args.get("next")))
-            else:
-                error = "Wrong username or password."
+            username = form.username.data or ""
+            address = request.remote_addr or ""
+            if throttle.blocked(username, address):
+                minutes = throttle.window_seconds // 60
+                error = ("Too many failed logins for %s. Wait %d minutes and try again, or ask your "
+                         "administrator to reset your password." % (username, minutes))
+                return render_template_string(LOGIN_PAGE, form=form, error=error), 429
+            user = db_session.scalar(select(AdminUser).where(AdminUser.username == username))
+            error = _refusal(db_session, user, form.password.data or "")
+            if error is None and user is not None:
+                throttle.reset(username, address)
+                session.clear()
+                session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME
+                session["admin_user_id"] = user.id
+                return redirect(_safe_next(request.args.get("next")))
+            throttle.record_failure(username, address)
         elif request.method == "POST":
             error = "Please fill in both fields."
         return render_template_string(LOGIN_PAGE, form=form, error=error)

@@ -29,9 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = from_env().check()
         db = wiring.database(settings)
-        versions = RoutingVersions(wiring.redis_client(wiring.resolve_redis_url(settings)))
+        client = wiring.redis_client(wiring.resolve_redis_url(settings))
+        versions = RoutingVersions(client)
         wiring.attach_version_publisher(db, versions)
-        app = create_app(settings, db.session_factory)
+        app = create_app(settings, db.session_factory, redis_client=client)
     except PbxError as exc:
         print("pbx-admin: %s" % exc, file=sys.stderr)
         return 1

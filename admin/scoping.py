@@ -4,17 +4,21 @@ every change runs the tenant-document rules (``orchestrator.tenant_doc``) before
 """
 from __future__ import annotations
 
+import enum
 import warnings
 from typing import Any, Callable
 
 from flask import abort, redirect, request, url_for
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla.form import AdminModelConverter
+from flask_admin.model.form import converts
 from flask_wtf import FlaskForm
-from sqlalchemy.orm import scoped_session
+from sqlalchemy.orm import Session, scoped_session
 from werkzeug.wrappers import Response
 from wtforms.validators import ValidationError
 
 from admin.auth import CurrentUser, current_user
+from orchestrator.db.accounts import AdminRole
 from orchestrator.errors import TenantDataError
 from orchestrator.tenant_doc import check_tenant, errors_for
 
@@ -32,16 +36,64 @@ def scoped_choices(db: scoped_session, model: type) -> Callable[[], Any]:
     return factory
 
 
-class SecureView(ModelView):
-    """Logged-in operators and tenant admins only; CSRF-protected forms (Flask-WTF)."""
+ADMIN_ROLES = frozenset({AdminRole.OPERATOR, AdminRole.TENANT_ADMIN})
+ALL_ROLES = frozenset(AdminRole)
 
-    form_base_class = FlaskForm
+
+def picked_from_list(form: Any, field: Any) -> None:
+    """A related picker whose submitted id is not among its choices (another tenant's
+    row, a deleted one) would silently become "none": say so instead."""
+    raw = getattr(field, "_formdata", None)
+    if raw not in (None, "", "__None") and field.data is None:
+        raise ValidationError("Not a valid choice: pick one of this tenant's rows from the list.")
+
+
+def scoped_picker(db: scoped_session, model: type) -> dict[str, Any]:
+    """``form_args`` of a related picker: the tenant's rows only, anything else refused."""
+    return {"query_factory": scoped_choices(db, model), "validators": [picked_from_list]}
+
+
+class PanelForm(FlaskForm):
+    """Flask-WTF's CSRF-protected form that remembers the row it edits (``_obj``), as
+    Flask-Admin's own base form does: its ``Unique`` validator needs it, or every edit
+    of a row with a unique column (a number's e164) fails with "Already exists."."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._obj = kwargs.get("obj")
+        super().__init__(*args, **kwargs)
+
+
+def _enum_value(value: Any) -> str:
+    return value.value if isinstance(value, enum.Enum) else str(value)
+
+
+class EnumValueConverter(AdminModelConverter):
+    """Flask-Admin coerces an enum to its *name* (``SCHEDULE``) while our columns store
+    and offer *values* (``schedule``): an edit form then shows the first choice instead
+    of the row's, and saving silently changes it. Coerce to the value instead."""
+
+    @converts("sqlalchemy.sql.sqltypes.Enum")
+    def convert_enum(self, column: Any, field_args: Any, **extra: Any) -> Any:
+        field = super().convert_enum(column, field_args, **extra)
+        field.kwargs["coerce"] = _enum_value
+        return field
+
+
+class SecureView(ModelView):
+    """Logged-in accounts of ``roles`` only (operators and tenant admins unless a view
+    says otherwise); CSRF-protected forms (Flask-WTF)."""
+
+    form_base_class = PanelForm
+    model_form_converter = EnumValueConverter
     operator_only = False
+    roles: frozenset[AdminRole] = ADMIN_ROLES
     page_size = 50
 
     def is_accessible(self) -> bool:
         user = current_user()
-        return user is not None and user.can_administer and (user.is_operator or not self.operator_only)
+        if user is None or user.role not in self.roles:
+            return False
+        return user.is_operator or not self.operator_only
 
     def scaffold_list_columns(self) -> list[Any]:
         # Route targets are composites over four columns; the columns themselves are
@@ -54,6 +106,24 @@ class SecureView(ModelView):
         if current_user() is None:
             return redirect(url_for("auth.login", next=request.full_path))
         abort(403)
+
+    def scaffold_filters(self, name: Any) -> Any:
+        # Flask-Admin's enum filters raise KeyError on a value that is not a member
+        # (``?flt0_0=nonsense`` -> 500); treat such a value as no filter instead.
+        filters = super().scaffold_filters(name)
+        for flt in filters or ():
+            flt.validate = _tolerant(flt.validate)
+        return filters
+
+
+def _tolerant(validate: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        try:
+            return validate(value)
+        except (KeyError, ValueError, TypeError):
+            return False
+
+    return check
 
 
 class TenantScopedView(SecureView):
@@ -75,7 +145,11 @@ class TenantScopedView(SecureView):
     def _scoped(self, query: Any) -> Any:
         if self.user.is_operator:
             return query
-        return query.filter(self.model.tenant_id == self.user.tenant_id)
+        return self.row_scope(query.filter(self.model.tenant_id == self.user.tenant_id))
+
+    def row_scope(self, query: Any) -> Any:
+        """Hook: narrow a tenant's rows further for the current user (e.g. own calls)."""
+        return query
 
     def get_query(self) -> Any:
         return self._scoped(super().get_query())
@@ -84,11 +158,15 @@ class TenantScopedView(SecureView):
         return self._scoped(super().get_count_query())
 
     def get_one(self, id: Any) -> Any:
-        obj = super().get_one(id)
+        """One row through the same scope as the list: another tenant's row (or one the
+        user may not see) does not exist for this user."""
+        try:
+            pk = int(id)
+        except (TypeError, ValueError):
+            abort(404)
+        obj = self._scoped(self.session.query(self.model)).filter(self.model.id == pk).one_or_none()
         if obj is None:
             abort(404)
-        if not self.user.is_operator and obj.tenant_id != self.user.tenant_id:
-            abort(404)  # another tenant's row does not exist for this user
         return obj
 
     def _strip_tenant_field(self, form: Any) -> Any:
@@ -126,6 +204,16 @@ class TenantScopedView(SecureView):
                     field.errors = list(field.errors) + texts
                 messages += ["%s: %s" % (doc_field, t) for t in texts]
             raise ValidationError("; ".join(messages))
+        caused = self._new_tenant_errors(tenant_id)
+        if caused:
+            raise ValidationError("; ".join("%s: %s" % (e.field, e.message) for e in caused))
+
+    def _new_tenant_errors(self, tenant_id: int) -> list[Any]:
+        """Broken rules this change causes on *other* rows (a route cycle closes at the
+        row that points back, e.g. a menu option, not at the department being edited)."""
+        with Session(bind=self.session.get_bind()) as committed:
+            before = {(e.field, e.message) for e in check_tenant(committed, tenant_id)}
+        return [e for e in check_tenant(self.session, tenant_id) if (e.field, e.message) not in before]
 
     def _form_field(self, form: Any, doc_field: str) -> str:
         name = self.field_map.get(doc_field, doc_field)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import false, or_, select
 from sqlalchemy.orm import scoped_session
 from werkzeug.security import generate_password_hash
 from wtforms import PasswordField
 from wtforms.validators import ValidationError
 
-from admin.scoping import SecureView, TenantScopedView, scoped_choices
+from admin.scoping import ALL_ROLES, SecureView, TenantScopedView, scoped_picker
 from orchestrator.core.model import TargetKind
 from orchestrator.db.accounts import AdminRole, AdminUser
 from orchestrator.db.history import CallRecord, VoicemailMessage
@@ -95,8 +96,21 @@ class EmployeeView(TenantScopedView):
     can_export = False
 
     def __init__(self, db: scoped_session, **kw: Any) -> None:
-        self.form_args = {"voicemail_box": {"query_factory": scoped_choices(db, VoicemailBox)}}
+        self.form_args = {"voicemail_box": scoped_picker(db, VoicemailBox)}
         super().__init__(Employee, db, **kw)
+
+    def on_model_change(self, form: Any, model: Employee, is_created: bool) -> None:
+        caller_id = model.outbound_caller_id
+        if caller_id:
+            tenant_id = self._tenant_id(model)
+            with self.session.no_autoflush:  # the new row has no tenant yet
+                owned = self.session.scalars(select(PhoneNumber.e164).where(PhoneNumber.tenant_id == tenant_id)).all()
+            if caller_id not in owned and not rules.check_e164(caller_id):
+                problem = ("outbound caller id %s is not a number of this tenant; use one of: %s"
+                           % (caller_id, ", ".join(sorted(owned)) or "(the tenant has no numbers yet)"))
+                form.outbound_caller_id.errors = list(form.outbound_caller_id.errors) + [problem]
+                raise ValidationError(problem)
+        super().on_model_change(form, model, is_created)
 
 
 class DepartmentView(TenantScopedView):
@@ -115,7 +129,7 @@ class DepartmentView(TenantScopedView):
         self.form_args = target_form_args("no_answer", "No answer")
         self.inline_models = [(DepartmentMember, {
             "form_columns": ("id", "employee", "order", "weight", "escalation_offset"),
-            "form_args": {"employee": {"query_factory": scoped_choices(db, Employee)}},
+            "form_args": {"employee": scoped_picker(db, Employee)},
         })]
         super().__init__(Department, db, **kw)
 
@@ -132,12 +146,14 @@ class PhoneNumberView(TenantScopedView):
 
     def __init__(self, db: scoped_session, **kw: Any) -> None:
         self.form_args = {**target_form_args("work", "Work hours"), **target_form_args("after_hours", "After hours"),
-                          "schedule": {"query_factory": scoped_choices(db, Schedule)}}
+                          "schedule": scoped_picker(db, Schedule)}
         super().__init__(PhoneNumber, db, **kw)
 
     def on_model_change(self, form: Any, model: PhoneNumber, is_created: bool) -> None:
-        taken = self.session.query(PhoneNumber).filter(PhoneNumber.e164 == model.e164, PhoneNumber.id != model.id)
-        if model.e164 and self.session.query(taken.exists()).scalar():
+        with self.session.no_autoflush:  # the new row has no tenant yet
+            taken = self.session.query(PhoneNumber).filter(PhoneNumber.e164 == model.e164, PhoneNumber.id != model.id)
+            in_use = bool(model.e164) and self.session.query(taken.exists()).scalar()
+        if in_use:
             form.e164.errors = list(form.e164.errors) + ["number %s is already in use" % model.e164]
             raise ValidationError("number %s is already in use (by this or another tenant)" % model.e164)
         super().on_model_change(form, model, is_created)
@@ -186,7 +202,7 @@ class VoicemailBoxView(TenantScopedView):
     def __init__(self, db: scoped_session, **kw: Any) -> None:
         self.inline_models = [(VoicemailBoxOwner, {
             "form_columns": ("id", "employee"),
-            "form_args": {"employee": {"query_factory": scoped_choices(db, Employee)}},
+            "form_args": {"employee": scoped_picker(db, Employee)},
         })]
         super().__init__(VoicemailBox, db, **kw)
 
@@ -199,6 +215,10 @@ class ReadOnlyTenantView(TenantScopedView):
 
 
 class CallRecordView(ReadOnlyTenantView):
+    """Every role: operators all calls, tenant admins and users their company's calls,
+    restricted users only calls they answered or that came from/went to their extension."""
+
+    roles = ALL_ROLES
     column_list = ("tenant_id", "started_at", "direction", "caller", "destination", "answered_at", "ended_at",
                    "hangup_cause", "route")
     column_filters = ("direction", "caller", "destination", "started_at")
@@ -206,6 +226,18 @@ class CallRecordView(ReadOnlyTenantView):
 
     def __init__(self, db: scoped_session, **kw: Any) -> None:
         super().__init__(CallRecord, db, **kw)
+
+    def row_scope(self, query: Any) -> Any:
+        if self.user.role is not AdminRole.RESTRICTED:
+            return query
+        if self.user.employee_id is None:
+            return query.filter(false())
+        extension = self.session.scalar(select(Employee.extension).where(
+            Employee.id == self.user.employee_id, Employee.tenant_id == self.user.tenant_id))
+        if extension is None:
+            return query.filter(false())
+        return query.filter(or_(CallRecord.answered_by_employee_id == self.user.employee_id,
+                                CallRecord.caller == extension, CallRecord.destination == extension))
 
 
 class VoicemailMessageView(ReadOnlyTenantView):

@@ -1,0 +1,95 @@
+"""Templates of the panel's own pages (profile, live state), served from memory so the
+package needs no template files; each extends Flask-Admin's master layout."""
+from __future__ import annotations
+
+from jinja2 import DictLoader
+
+PROFILE = """{% extends 'admin/master.html' %}
+{% block body %}
+<h2>My profile</h2>
+{% if employee is none %}
+  <p>This account is not linked to an employee, so there is no profile to edit.
+  Ask your administrator to link it.</p>
+{% else %}
+  <p>Extension <strong>{{ employee.extension }}</strong></p>
+  {% if saved %}<p class="alert alert-success">Saved. It takes effect on the next call.</p>{% endif %}
+  <form method="post" class="admin-form">
+    {{ form.csrf_token }}
+    {% for field in [form.name, form.email, form.mobile, form.forward_to_mobile_after] %}
+      <div class="mb-3">
+        {{ field.label }} {{ field(class_="form-control") }}
+        {% for e in field.errors %}<div class="text-danger field-error">{{ e }}</div>{% endfor %}
+      </div>
+    {% endfor %}
+    {% for e in form_errors %}<div class="text-danger field-error">{{ e }}</div>{% endfor %}
+    <button type="submit" class="btn btn-primary">Save</button>
+  </form>
+{% endif %}
+{% endblock %}
+"""
+
+LIVE = """{% extends 'admin/master.html' %}
+{% block body %}
+<h2>Live state</h2>
+{% if not available %}
+  <p>Live state is not available: the admin panel runs without Redis.</p>
+{% else %}
+  {% if tenants|length > 1 %}
+  <form method="get">Company:
+    <select name="tenant" onchange="this.form.submit()">
+      {% for t in tenants %}
+        <option value="{{ t.id }}" {% if t.id == tenant_id %}selected{% endif %}>{{ t.name }}</option>
+      {% endfor %}
+    </select>
+  </form>
+  {% endif %}
+  <h3>Calls in progress <small id="live-count">{{ calls|length }}</small></h3>
+  <table class="table table-sm" id="live-calls">
+    <thead><tr><th>Call</th><th>Caller</th><th>Destination</th><th>State</th><th>Details</th></tr></thead>
+    <tbody>
+    {% for c in calls %}
+      <tr><td>{{ c.uuid }}</td><td>{{ c.caller }}</td><td>{{ c.destination }}</td><td>{{ c.state }}</td>
+          <td>{{ c.details }}</td></tr>
+    {% else %}
+      <tr><td colspan="5">No calls in progress.</td></tr>
+    {% endfor %}
+    </tbody>
+  </table>
+  <h3>Members</h3>
+  <table class="table table-sm" id="live-members">
+    <thead><tr><th>Department</th><th>Member</th><th>Logged in</th></tr></thead>
+    <tbody>
+    {% for m in members %}
+      <tr><td>{{ m.department }}</td><td>{{ m.employee }}</td><td>{{ 'yes' if m.logged_in else 'no' }}</td></tr>
+    {% endfor %}
+    </tbody>
+  </table>
+  <p class="text-muted">Refreshed every {{ refresh_seconds }} s.</p>
+  <script {{ admin_csp_nonce_attribute }}>
+  (function () {
+    var url = {{ json_url|tojson }};
+    function esc(s) { var d = document.createElement('div'); d.textContent = s == null ? '' : s; return d.innerHTML; }
+    function draw(data) {
+      var rows = data.calls.map(function (c) {
+        return '<tr><td>' + esc(c.uuid) + '</td><td>' + esc(c.caller) + '</td><td>' + esc(c.destination) +
+               '</td><td>' + esc(c.state) + '</td><td>' + esc(c.details) + '</td></tr>';
+      });
+      document.querySelector('#live-calls tbody').innerHTML =
+        rows.join('') || '<tr><td colspan="5">No calls in progress.</td></tr>';
+      document.getElementById('live-count').textContent = data.calls.length;
+    }
+    setInterval(function () {
+      fetch(url, {credentials: 'same-origin'}).then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (d) { if (d) { draw(d); } });
+    }, {{ refresh_seconds * 1000 }});
+  })();
+  </script>
+{% endif %}
+{% endblock %}
+"""
+
+TEMPLATES = {"pbx/profile.html": PROFILE, "pbx/live.html": LIVE}
+
+
+def loader() -> DictLoader:
+    return DictLoader(TEMPLATES)

@@ -1,0 +1,78 @@
+"""My profile: every tenant account edits its linked employee's name, e-mail, mobile and
+forwarding (the tenant-document rules check the values; the change takes effect on the
+next call like any routing change)."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, redirect, request, url_for
+from flask_admin import BaseView, expose
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from sqlalchemy.orm import scoped_session
+from werkzeug.wrappers import Response
+from wtforms import IntegerField, StringField
+from wtforms.validators import DataRequired, NumberRange, Optional
+
+from admin.auth import CurrentUser, current_user
+from orchestrator.db.models import Employee
+from orchestrator.tenant_doc import errors_for
+
+
+class ProfileForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired()])
+    email = StringField("E-mail", validators=[Optional()])
+    mobile = StringField("Mobile (E.164, e.g. +79161234567)", validators=[Optional()])
+    forward_to_mobile_after = IntegerField("Forward to mobile after (seconds; empty: never)",
+                                           validators=[Optional(), NumberRange(min=0, max=600)])
+
+
+PROFILE_FIELDS = ("name", "email", "mobile", "forward_to_mobile_after")
+
+
+class ProfileView(BaseView):
+    def __init__(self, db: scoped_session, **kw: Any) -> None:
+        self.db = db
+        super().__init__(**kw)
+
+    def is_accessible(self) -> bool:
+        user = current_user()
+        return user is not None and user.tenant_id is not None
+
+    def inaccessible_callback(self, name: str, **kwargs: Any) -> Response:
+        if current_user() is None:
+            return redirect(url_for("auth.login", next=request.full_path))
+        abort(403)
+
+    def _employee(self, user: CurrentUser) -> Employee | None:
+        if user.employee_id is None:
+            return None
+        return self.db.scalar(select(Employee).where(Employee.id == user.employee_id,
+                                                     Employee.tenant_id == user.tenant_id))
+
+    @expose("/", methods=("GET", "POST"))
+    def index(self) -> str | Response:
+        user = current_user()
+        assert user is not None and user.tenant_id is not None  # is_accessible ran first
+        employee = self._employee(user)
+        form = ProfileForm(obj=employee)
+        form_errors: list[str] = []
+        if employee is not None and form.validate_on_submit():
+            for name in PROFILE_FIELDS:
+                value = getattr(form, name).data
+                setattr(employee, name, value.strip() or None if isinstance(value, str) else value)
+            employee.name = employee.name or ""
+            problems = errors_for(self.db(), user.tenant_id, employee)
+            for doc_field, texts in problems.items():
+                field = getattr(form, doc_field, None)
+                if field is not None and doc_field in PROFILE_FIELDS:
+                    field.errors = list(field.errors) + texts
+                else:
+                    form_errors += ["%s: %s" % (doc_field, t) for t in texts]
+            if problems:
+                self.db.rollback()
+            else:
+                self.db.commit()
+                return redirect(url_for(".index", saved=1))
+        return self.render("pbx/profile.html", form=form, employee=employee, form_errors=form_errors,
+                           saved=request.args.get("saved") == "1")

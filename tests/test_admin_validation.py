@@ -1,0 +1,150 @@
+"""Form validation with clear messages (the tenant-document rules, run on every save):
+extensions, feature codes, E.164 numbers owned by the tenant, route cycles, schedules."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import sessionmaker
+from werkzeug.security import generate_password_hash
+
+from admin.app import create_app
+from orchestrator.config import Settings
+from orchestrator.db import schema as db
+from orchestrator.db.engine import make_engine, make_session_factory
+from orchestrator.db.migrate import upgrade
+from orchestrator.tenant_doc import import_tenant
+from tests.test_admin_isolation import B_DOC, login, scrape
+from tests.test_admin_panel import DEMO
+
+SETTINGS = Settings(admin_password="operator-secret-1", admin_secret_key="x" * 40)
+
+
+@pytest.fixture
+def factory(fresh_pg_url: str) -> Iterator[sessionmaker]:
+    upgrade(fresh_pg_url)
+    engine = make_engine(fresh_pg_url)
+    f = make_session_factory(engine)
+    with f.begin() as s:
+        a = import_tenant(s, DEMO)
+        import_tenant(s, B_DOC)
+        s.add(db.AdminUser(username="a-admin", role=db.AdminRole.TENANT_ADMIN, tenant_id=a,
+                           password_hash=generate_password_hash("a-admin-secret")))
+    yield f
+    engine.dispose()
+
+
+@pytest.fixture
+def client(factory: sessionmaker) -> FlaskClient:
+    app: Flask = create_app(SETTINGS, factory)
+    c = app.test_client()
+    login(c, "a-admin", "a-admin-secret")
+    return c
+
+
+def demo_id(factory: sessionmaker, model: type, **where: str) -> int:
+    with factory() as s:
+        query = select(model.id).join(db.Tenant).where(db.Tenant.sip_domain == "demo.pbx.local")
+        for column, value in where.items():
+            query = query.where(getattr(model, column) == value)
+        return s.scalars(query).one()
+
+
+def count(factory: sessionmaker, model: type) -> int:
+    with factory() as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+EMPLOYEE = {"name": "New Person", "extension": "107", "role": "user", "ring_seconds": "20", "logged_in": "y",
+            "voicemail_box": "__None"}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"extension": "101"}, "extension 101 is already used by employee Ivan Petrov"),
+    ({"extension": "300"}, "extension 300 is already used by department Support"),
+    ({"extension": "800"}, "extension 800 is already used by voicemail box Sales voicemail"),
+    ({"extension": "*72"}, "numbers starting with * are feature codes"),
+    ({"mobile": "+7916"}, "is not a valid phone number"),
+    ({"outbound_caller_id": "+74957770000"}, "is not a number of this tenant; use one of: +74950000001"),
+    ({"forward_to_mobile_after": "10"}, "needs a mobile number to forward to"),
+])
+def test_employee_form_refuses_with_a_clear_message(client: FlaskClient, factory: sessionmaker,
+                                                    changes: dict[str, str], message: str) -> None:
+    form = scrape(client, "/admin/employee/new/")
+    before = count(factory, db.Employee)
+    page = client.post("/admin/employee/new/", data={**form.data, **EMPLOYEE, **changes})
+    assert page.status_code == 200 and message in page.get_data(as_text=True)
+    assert count(factory, db.Employee) == before
+
+
+def test_employee_with_own_caller_id_is_saved(client: FlaskClient, factory: sessionmaker) -> None:
+    form = scrape(client, "/admin/employee/new/")
+    page = client.post("/admin/employee/new/", data={**form.data, **EMPLOYEE,
+                                                     "outbound_caller_id": "+74950000002"})
+    assert page.status_code == 302
+
+
+@pytest.mark.parametrize("e164, message", [
+    ("84950000009", "is not an E.164 number"),
+    # Flask-Admin's unique-column check answers first (it does not say who has it)
+    ("+74957770000", "Already exists."),  # tenant B's
+    ("+74950000001", "Already exists."),  # this tenant's own
+])
+def test_number_form_refuses_bad_or_taken_numbers(client: FlaskClient, factory: sessionmaker, e164: str,
+                                                  message: str) -> None:
+    form = scrape(client, "/admin/number/new/")
+    before = count(factory, db.PhoneNumber)
+    data = {**form.data, "e164": e164, "mode": "always", "work_kind": "department",
+            "work_ref_id": str(demo_id(factory, db.Department, extension="200"))}
+    page = client.post("/admin/number/new/", data=data)
+    assert page.status_code == 200 and message in page.get_data(as_text=True)
+    assert count(factory, db.PhoneNumber) == before
+
+
+def test_route_cycle_is_refused(client: FlaskClient, factory: sessionmaker) -> None:
+    """Menu Main sends 1 -> Sales; Sales' no-answer -> menu Main would loop forever."""
+    sales = demo_id(factory, db.Department, extension="200")
+    url = "/admin/department/edit/?id=%d" % sales
+    form = scrape(client, url)
+    form.data.update({"no_answer_kind": "menu", "no_answer_ref_id": str(demo_id(factory, db.VoiceMenu,
+                                                                                 name="Main"))})
+    page = client.post(url, data=form.data).get_data(as_text=True)
+    assert "route target cycle: department 200 -&gt; menu Main -&gt; department 200" in page
+    with factory() as s:
+        assert s.get(db.Department, sales).no_answer.kind == "voicemail"
+
+
+def _schedule(name: str, *intervals: tuple[int, int, int]) -> dict[str, str]:
+    data = {"name": name}
+    for i, (day, start, end) in enumerate(intervals):
+        data.update({"intervals-%d-weekday" % i: str(day), "intervals-%d-start_minute" % i: str(start),
+                     "intervals-%d-end_minute" % i: str(end)})
+    return data
+
+
+@pytest.mark.parametrize("intervals, message", [
+    (((0, 540, 720), (0, 700, 800)), "overlaps another interval"),
+    (((6, 1320, 1800), (0, 0, 300)), "overlaps another interval"),  # Sunday night into Monday
+    (((1, 600, 540),), "must be after start (for a night shift write e.g. 22:00-26:00)"),
+])
+def test_schedule_form_refuses_overlaps_and_backwards_intervals(
+        client: FlaskClient, factory: sessionmaker, intervals: tuple, message: str) -> None:
+    form = scrape(client, "/admin/schedule/new/")
+    before = count(factory, db.Schedule)
+    page = client.post("/admin/schedule/new/", data={**form.data, **_schedule("Night shift", *intervals)})
+    assert page.status_code == 200 and message in page.get_data(as_text=True)
+    assert count(factory, db.Schedule) == before
+
+
+def test_valid_schedule_is_saved(client: FlaskClient, factory: sessionmaker) -> None:
+    form = scrape(client, "/admin/schedule/new/")
+    page = client.post("/admin/schedule/new/", data={**form.data, **_schedule("Night shift", (4, 1320, 1800),
+                                                                              (5, 1320, 1800))})
+    assert page.status_code == 302
+    with factory() as s:
+        schedule = s.scalars(select(db.Schedule).where(db.Schedule.name == "Night shift")).one()
+        assert [(i.weekday, i.start_minute, i.end_minute) for i in schedule.intervals] == \
+            [(4, 1320, 1800), (5, 1320, 1800)]
