@@ -112,3 +112,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             "(as CI does) or set PBX_TRANSCRIPTS to shared/freeswitch/transcripts." % where,
             returncode=3,
         )
+
+
+@pytest.fixture
+def migrated_pg(fresh_pg_url: str):
+    """A session factory on a fresh PostgreSQL database migrated to the latest schema."""
+    from orchestrator.db.engine import make_engine, make_session_factory
+    from orchestrator.db.migrate import upgrade
+
+    upgrade(fresh_pg_url)
+    engine = make_engine(fresh_pg_url)
+    yield make_session_factory(engine)
+    engine.dispose()

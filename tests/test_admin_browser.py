@@ -18,8 +18,6 @@ from werkzeug.serving import make_server
 from admin.app import create_app
 from orchestrator.config import Settings
 from orchestrator.db import schema as db
-from orchestrator.db.engine import make_engine, make_session_factory
-from orchestrator.db.migrate import upgrade
 from orchestrator.tenant_doc import import_tenant
 from tests.test_admin_panel import DEMO
 
@@ -38,16 +36,13 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
 @pytest.fixture
-def factory(fresh_pg_url: str) -> Iterator[sessionmaker]:
-    upgrade(fresh_pg_url)
-    engine = make_engine(fresh_pg_url)
-    f = make_session_factory(engine)
+def factory(migrated_pg: sessionmaker) -> Iterator[sessionmaker]:
+    f = migrated_pg
     with f.begin() as s:
         demo = import_tenant(s, DEMO)
         s.add(db.AdminUser(username="demo-admin", role=db.AdminRole.TENANT_ADMIN, tenant_id=demo,
                            password_hash=generate_password_hash("demo-admin-secret")))
     yield f
-    engine.dispose()
 
 
 @pytest.fixture

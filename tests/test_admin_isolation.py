@@ -22,8 +22,6 @@ from werkzeug.security import generate_password_hash
 from admin.app import create_app
 from orchestrator.config import Settings
 from orchestrator.db import schema as db
-from orchestrator.db.engine import make_engine, make_session_factory
-from orchestrator.db.migrate import upgrade
 from orchestrator.store.redis_store import CallStore
 from orchestrator.tenant_doc import export_tenant, import_tenant
 from tests.test_admin_panel import DEMO, TOKEN
@@ -55,10 +53,8 @@ UNSAFE = ("Hackedname", "+74957770099")  # values the walk tries to write into B
 
 
 @pytest.fixture
-def factory(fresh_pg_url: str) -> Iterator[sessionmaker]:
-    upgrade(fresh_pg_url)
-    engine = make_engine(fresh_pg_url)
-    f = make_session_factory(engine)
+def factory(migrated_pg: sessionmaker) -> Iterator[sessionmaker]:
+    f = migrated_pg
     with f.begin() as s:
         a = import_tenant(s, DEMO)
         b = import_tenant(s, B_DOC)
@@ -73,7 +69,6 @@ def factory(fresh_pg_url: str) -> Iterator[sessionmaker]:
         s.add(db.VoicemailMessage(tenant_id=b, box_id=box, caller="+79167770001", call_uuid="quixcall",
                                   recording_path="/rec/Quixrecording.wav", duration_ms=1000, created_at=when))
     yield f
-    engine.dispose()
 
 
 @pytest.fixture

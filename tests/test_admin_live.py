@@ -15,8 +15,6 @@ from admin.app import create_app
 from admin.live import call_rows
 from orchestrator.config import Settings
 from orchestrator.db import schema as db
-from orchestrator.db.engine import make_engine, make_session_factory
-from orchestrator.db.migrate import upgrade
 from orchestrator.store.redis_store import CallStore
 from orchestrator.tenant_doc import import_tenant
 from tests.test_admin_isolation import B_DOC, login
@@ -26,17 +24,14 @@ SETTINGS = Settings(admin_password="operator-secret-1", admin_secret_key="x" * 4
 
 
 @pytest.fixture
-def tenants(fresh_pg_url: str) -> Iterator[tuple[sessionmaker, int, int]]:
-    upgrade(fresh_pg_url)
-    engine = make_engine(fresh_pg_url)
-    f = make_session_factory(engine)
+def tenants(migrated_pg: sessionmaker) -> Iterator[tuple[sessionmaker, int, int]]:
+    f = migrated_pg
     with f.begin() as s:
         a = import_tenant(s, DEMO)
         b = import_tenant(s, B_DOC)
         s.add(db.AdminUser(username="a-admin", role=db.AdminRole.TENANT_ADMIN, tenant_id=a,
                            password_hash=generate_password_hash("a-admin-secret")))
     yield f, a, b
-    engine.dispose()
 
 
 @pytest.fixture

@@ -17,8 +17,6 @@ from admin.app import create_app
 from admin.ratelimit import MemoryLoginThrottle
 from orchestrator.config import Settings
 from orchestrator.db import schema as db
-from orchestrator.db.engine import make_engine, make_session_factory
-from orchestrator.db.migrate import upgrade
 from orchestrator.tenant_doc import import_tenant
 from tests.test_admin_panel import DEMO, OTHER, TOKEN, token_of
 
@@ -27,10 +25,8 @@ T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def factory(fresh_pg_url: str) -> Iterator[sessionmaker]:
-    upgrade(fresh_pg_url)
-    engine = make_engine(fresh_pg_url)
-    f = make_session_factory(engine)
+def factory(migrated_pg: sessionmaker) -> Iterator[sessionmaker]:
+    f = migrated_pg
     with f.begin() as s:
         demo = import_tenant(s, DEMO)
         rival = import_tenant(s, OTHER)
@@ -55,7 +51,6 @@ def factory(fresh_pg_url: str) -> Iterator[sessionmaker]:
                             destination="500", started_at=T0, answered_by_employee_id=rival_emp.id,
                             route="route-c-rival"))
     yield f
-    engine.dispose()
 
 
 @pytest.fixture

@@ -14,8 +14,6 @@ from werkzeug.security import generate_password_hash
 from admin.app import create_app
 from orchestrator.config import Settings
 from orchestrator.db import schema as db
-from orchestrator.db.engine import make_engine, make_session_factory
-from orchestrator.db.migrate import upgrade
 from orchestrator.tenant_doc import import_tenant
 from tests.test_admin_isolation import B_DOC, login, scrape
 from tests.test_admin_panel import DEMO
@@ -24,17 +22,14 @@ SETTINGS = Settings(admin_password="operator-secret-1", admin_secret_key="x" * 4
 
 
 @pytest.fixture
-def factory(fresh_pg_url: str) -> Iterator[sessionmaker]:
-    upgrade(fresh_pg_url)
-    engine = make_engine(fresh_pg_url)
-    f = make_session_factory(engine)
+def factory(migrated_pg: sessionmaker) -> Iterator[sessionmaker]:
+    f = migrated_pg
     with f.begin() as s:
         a = import_tenant(s, DEMO)
         import_tenant(s, B_DOC)
         s.add(db.AdminUser(username="a-admin", role=db.AdminRole.TENANT_ADMIN, tenant_id=a,
                            password_hash=generate_password_hash("a-admin-secret")))
     yield f
-    engine.dispose()
 
 
 @pytest.fixture
