@@ -352,3 +352,41 @@ def test_calls_are_routed_through_a_redis_restart(e2e_db, tmp_path):
         sim.stop()
         orch.stop()
         server.kill()
+
+
+def test_a_call_in_progress_keeps_the_data_it_started_with(sim, e2e_db, e2e_redis):
+    """The department's no-answer target is changed while its members ring: this call
+    still ends in the voicemail it was routed to; the next call takes the new target."""
+    import redis
+
+    from orchestrator.db.engine import add_change_publisher
+    from orchestrator.db.models import Department
+    from orchestrator.db.targets import TargetRef
+    from orchestrator.store.redis_store import RoutingVersions
+
+    url, _, tenant_id = e2e_db
+    editor = make_session_factory(make_engine(url))
+    add_change_publisher(editor, RoutingVersions(redis.Redis.from_url(e2e_redis)).publish)
+    boris = sim.add_user("102", DOMAIN, behavior=NoAnswer())
+    sim.add_user("103", DOMAIN, behavior=NoAnswer())
+
+    def no_answer_to(target: TargetRef) -> None:
+        with editor() as session:
+            dep = session.scalar(select(Department).where(Department.tenant_id == tenant_id, Department.extension == "200"))
+            dep.no_answer = target
+            session.commit()
+
+    with editor() as session:
+        original = TargetRef.of("voicemail", session.scalar(select(Department.no_answer_ref_id).where(
+            Department.tenant_id == tenant_id, Department.extension == "200")))
+    first = sim.place_call("+74951110002", hangup_after=30)
+    wait_until(lambda: boris.legs, what="the department ringing")
+    no_answer_to(TargetRef.of("announcement", "ivr/ivr-changed_target.wav"))
+    try:
+        first.wait(timeout=20)
+        assert "record" in app_names(first)  # the voicemail it started with
+        second = sim.place_call("+74951110002", hangup_after=30).wait(timeout=20)
+        assert "record" not in app_names(second)
+        assert ("playback", "ivr/ivr-changed_target.wav") in [(n, d) for _, n, d in second.apps]
+    finally:
+        no_answer_to(original)
