@@ -5,6 +5,7 @@ The thin adapter between ``esl.session.CallSession`` (wire) and ``core.callflow`
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import time
@@ -212,22 +213,22 @@ class _CallRun:
     def apply(self, actions: tuple[Action, ...] | list[Action]) -> None:
         for action in actions:
             if isinstance(action, Execute):
-                self._send(lambda a=action: self.session.execute(a.app, a.arg, a.app_id), action.app)
+                self._send(functools.partial(self.session.execute, action.app, action.arg, action.app_id), action.app)
             elif isinstance(action, Hangup):
-                self._send(lambda a=action: self.session.hangup(a.cause), "hangup")
+                self._send(functools.partial(self.session.hangup, action.cause), "hangup")
             elif isinstance(action, Log):
                 level = logging.WARNING if action.level == "warning" else logging.INFO
                 self.log(level, action.message, **dict(action.fields))
             elif isinstance(action, StoreVoicemail):
                 if self.tenant_id is not None:
-                    self._record(lambda a=action: self.h.recorder.voicemail(self.tenant_id, self.call, a), "voicemail")
+                    self._record(functools.partial(self.h.recorder.voicemail, self.tenant_id, self.call, action), "voicemail")
             elif isinstance(action, Finished):
                 self.finished = action
                 self.finished_ms = self.h.clock()
                 self.log(logging.INFO, "call finished: %s; route: %s", action.hangup_cause, action.route)
                 if self.tenant_id is not None:
                     ended = self.h.clock()
-                    self._record(lambda a=action: self.h.recorder.call_finished(self.tenant_id, self.call, a, self.started_ms, self.answered_ms, ended), "history")
+                    self._record(functools.partial(self.h.recorder.call_finished, self.tenant_id, self.call, action, self.started_ms, self.answered_ms, ended), "history")
 
     def _send(self, fn: Callable[[], None], what: str) -> None:
         if self.gone:

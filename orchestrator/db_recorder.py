@@ -18,8 +18,12 @@ log = logging.getLogger(__name__)
 # it to the e-mail job's enqueue. It must not raise; if it does, the error is logged.
 OnVoicemail = Callable[[int, int], None]
 
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc)
+
+
 def _ts(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc)
+    return None if ms is None else _at(ms)
 
 
 class DbRecorder:
@@ -38,9 +42,9 @@ class DbRecorder:
                     direction="internal" if call.entry == "internal" else "inbound",
                     caller=call.caller_number,
                     destination=call.destination,
-                    started_at=_ts(started_ms),
+                    started_at=_at(started_ms),
                     answered_at=_ts(answered_ms),
-                    ended_at=_ts(ended_ms),
+                    ended_at=_at(ended_ms),
                     answered_by_employee_id=finished.answered_by_employee_id,
                     hangup_cause=finished.hangup_cause,
                     route=finished.route[:2000],

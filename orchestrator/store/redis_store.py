@@ -148,10 +148,10 @@ class CallStore:
         return int(self._release(keys=[calls_key(tenant_id), call_key(tenant_id, uuid)], args=[uuid]))
 
     def active_calls(self, tenant_id: int, now_ms: int) -> dict[str, dict[str, str]]:
-        uuids = self._r.zrangebyscore(calls_key(tenant_id), now_ms, "+inf")
+        uuids: list[bytes | str] = list(self._r.zrangebyscore(calls_key(tenant_id), now_ms, "+inf"))  # type: ignore[arg-type]
         out: dict[str, dict[str, str]] = {}
         for raw in uuids:
-            uuid = raw.decode() if isinstance(raw, bytes) else raw
+            uuid = raw.decode() if isinstance(raw, bytes) else str(raw)
             facts = self._r.hgetall(call_key(tenant_id, uuid))
             out[uuid] = {
                 (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
@@ -160,7 +160,8 @@ class CallStore:
         return out
 
     def active_tenants(self) -> list[int]:
-        return [int(t) for t in self._r.zrange(ACTIVE_TENANTS_KEY, 0, -1)]
+        members: list[bytes | str] = list(self._r.zrange(ACTIVE_TENANTS_KEY, 0, -1))  # type: ignore[arg-type]
+        return [int(t) for t in members]
 
 
 class RoutingVersions:
