@@ -124,3 +124,23 @@ def migrated_pg(fresh_pg_url: str):
     engine = make_engine(fresh_pg_url)
     yield make_session_factory(engine)
     engine.dispose()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """URL of an empty database, once on PostgreSQL and once on a SQLite file."""
+    if request.param == "sqlite":
+        return "sqlite:///%s" % (tmp_path / "pbx.sqlite3")
+    return request.getfixturevalue("fresh_pg_url")
+
+
+@pytest.fixture
+def migrated_any(empty_db_url: str):
+    """A session factory on ``empty_db_url`` migrated to the latest schema."""
+    from orchestrator.db.engine import make_engine, make_session_factory
+    from orchestrator.db.migrate import upgrade
+
+    upgrade(empty_db_url)
+    engine = make_engine(empty_db_url)
+    yield make_session_factory(engine)
+    engine.dispose()

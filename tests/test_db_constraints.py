@@ -2,15 +2,12 @@
 malformed route targets. Runs on PostgreSQL and SQLite."""
 from __future__ import annotations
 
-from typing import Iterator
 
 import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.core.model import TargetKind
-from orchestrator.db.engine import make_engine, make_session_factory
-from orchestrator.db.migrate import upgrade
 from orchestrator.db.schema import (
     Department,
     DepartmentMember,
@@ -28,16 +25,10 @@ from orchestrator.db.queries import record_voicemail
 from orchestrator.tenant_doc import check_tenant, errors_for
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def factory(request: pytest.FixtureRequest, tmp_path) -> Iterator[sessionmaker]:
-    url = (
-        "sqlite:///%s" % (tmp_path / "c.sqlite3") if request.param == "sqlite"
-        else request.getfixturevalue("fresh_pg_url")
-    )
-    upgrade(url)
-    engine = make_engine(url)
-    yield make_session_factory(engine)
-    engine.dispose()
+@pytest.fixture
+def factory(migrated_any: sessionmaker) -> sessionmaker:
+    """Each test runs on PostgreSQL and on SQLite (conftest's empty_db_url)."""
+    return migrated_any
 
 
 def _two_tenants(session: Session) -> tuple[Tenant, Tenant]:

@@ -18,11 +18,10 @@ TABLES = {
 }
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def empty_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    if request.param == "sqlite":
-        return "sqlite:///%s" % (tmp_path / "pbx.sqlite3")
-    return request.getfixturevalue("fresh_pg_url")
+@pytest.fixture
+def empty_url(empty_db_url: str) -> str:
+    """An empty PostgreSQL database, then an empty SQLite file (conftest)."""
+    return empty_db_url
 
 
 def test_upgrade_creates_every_table_and_seeds_index_version(empty_url: str) -> None:

@@ -2,14 +2,12 @@
 after commit (and not after a rollback)."""
 from __future__ import annotations
 
-from typing import Iterator
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from orchestrator.db.engine import add_change_publisher, make_engine, make_session_factory
-from orchestrator.db.migrate import upgrade
+from orchestrator.db.engine import add_change_publisher
 from orchestrator.db.schema import (
     INDEX_VERSION,
     CallRecord,
@@ -24,16 +22,10 @@ from orchestrator.db.schema import (
 from orchestrator.db.queries import record_call
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def factory(request: pytest.FixtureRequest, tmp_path) -> Iterator[sessionmaker]:
-    url = (
-        "sqlite:///%s" % (tmp_path / "v.sqlite3") if request.param == "sqlite"
-        else request.getfixturevalue("fresh_pg_url")
-    )
-    upgrade(url)
-    engine = make_engine(url)
-    yield make_session_factory(engine)
-    engine.dispose()
+@pytest.fixture
+def factory(migrated_any: sessionmaker) -> sessionmaker:
+    """Each test runs on PostgreSQL and on SQLite (conftest's empty_db_url)."""
+    return migrated_any
 
 
 @pytest.fixture
