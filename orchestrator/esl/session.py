@@ -117,7 +117,13 @@ class CallSession(OutboundSession):
             if self._wanted is not None and ctype == "text/event-plain" and _event_name(body) not in self._wanted:
                 return
             parsed = wire.parse_event(wire.Message([("Content-Type", ctype)], body))
-            event.headers = dict(parsed.headers)
+            # greenswitch's dispatcher only looks at these three; the call handler reads
+            # the parsed event itself, so the ~150 headers are not copied again.
+            event.headers = {
+                "Content-Type": ctype,
+                "Event-Name": parsed.headers.get("Event-Name", ""),
+                "Event-Subclass": parsed.headers.get("Event-Subclass", ""),
+            }
             event.parsed = parsed
             self._esl_event_queue.put(event)
             return
