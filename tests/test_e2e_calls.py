@@ -104,6 +104,21 @@ def orchestrator(e2e_db, e2e_redis, tmp_path_factory) -> Iterator[Orchestrator]:
     orch.stop()
 
 
+@pytest.fixture
+def editor(e2e_db, e2e_redis):
+    """Sessions of another process (admin panel, pbx-tenant): commits publish versions."""
+    import redis
+
+    from orchestrator.db.engine import add_change_publisher
+    from orchestrator.store.redis_store import RoutingVersions
+
+    engine = make_engine(e2e_db[0])
+    factory = make_session_factory(engine)
+    add_change_publisher(factory, RoutingVersions(redis.Redis.from_url(e2e_redis)).publish)
+    yield factory
+    engine.dispose()
+
+
 def make_sim(address: str) -> FreeSwitchSim:
     sim = FreeSwitchSim(conf_dir=CONF, globals={"pbx_orchestrator_socket": address, "recordings_dir": "/rec"}, time_scale=TIME_SCALE)
     return sim.start()
@@ -262,19 +277,13 @@ def test_orchestrator_down_calls_still_reach_the_fallback(tmp_path):
         sim.stop()
 
 
-def test_a_routing_change_takes_effect_on_the_next_call(sim, e2e_db, e2e_redis):
+def test_a_routing_change_takes_effect_on_the_next_call(sim, e2e_db, editor):
     """An edit committed by another process (admin panel, pbx-tenant) reaches the running
     orchestrator through the version in Redis; no restart, no SQL per call otherwise."""
-    import redis
-
-    from orchestrator.db.engine import add_change_publisher
     from orchestrator.db.models import PhoneNumber
     from orchestrator.db.targets import TargetRef
-    from orchestrator.store.redis_store import RoutingVersions
 
-    url, _, tenant_id = e2e_db
-    editor = make_session_factory(make_engine(url))
-    add_change_publisher(editor, RoutingVersions(redis.Redis.from_url(e2e_redis)).publish)
+    tenant_id = e2e_db[2]
     boris = sim.add_user("102", DOMAIN, behavior=Answer(after=1, hangup_after=1))
     sim.add_user("103", DOMAIN, behavior=NoAnswer())
     anna = sim.add_user("101", DOMAIN, behavior=Answer(after=1, hangup_after=1))
@@ -354,19 +363,13 @@ def test_calls_are_routed_through_a_redis_restart(e2e_db, tmp_path):
         server.kill()
 
 
-def test_a_call_in_progress_keeps_the_data_it_started_with(sim, e2e_db, e2e_redis):
+def test_a_call_in_progress_keeps_the_data_it_started_with(sim, e2e_db, editor):
     """The department's no-answer target is changed while its members ring: this call
     still ends in the voicemail it was routed to; the next call takes the new target."""
-    import redis
-
-    from orchestrator.db.engine import add_change_publisher
     from orchestrator.db.models import Department
     from orchestrator.db.targets import TargetRef
-    from orchestrator.store.redis_store import RoutingVersions
 
-    url, _, tenant_id = e2e_db
-    editor = make_session_factory(make_engine(url))
-    add_change_publisher(editor, RoutingVersions(redis.Redis.from_url(e2e_redis)).publish)
+    tenant_id = e2e_db[2]
     boris = sim.add_user("102", DOMAIN, behavior=NoAnswer())
     sim.add_user("103", DOMAIN, behavior=NoAnswer())
 
