@@ -120,7 +120,7 @@ class DepartmentView(TenantScopedView):
     column_default_sort = "extension"
     form_columns = ("tenant", "name", "extension", "strategy", "ring_seconds", "no_answer_timeout",
                     "no_answer_kind", "no_answer_ref_id", "no_answer_number", "no_answer_sound", "wrapup_seconds",
-                    "queue_music", "queue_announcement", "queue_announce_position", "queue_max_wait",
+                    "pause_after_missed", "stats_window_days", "queue_music", "queue_announcement", "queue_announce_position", "queue_max_wait",
                     "queue_max_length", "queue_callback_allowed", "queue_callback_key", "members")
     form_choices = target_choices("no_answer")
     field_map = {"queue": "queue_max_wait"}

@@ -29,7 +29,10 @@ from orchestrator.core.actions import (
     Finished,
     Hangup,
     HungUp,
+    EndOffers,
     Log,
+    LookupMembers,
+    ReserveMembers,
     StoreVoicemail,
     Unbridged,
 )
@@ -38,6 +41,7 @@ from orchestrator.core.routing import find_tenant
 from orchestrator.errors import CallGone, EslTimeout
 from orchestrator.esl import wire
 from orchestrator.esl.session import DISCONNECTED, LINGERING, CallSession
+from orchestrator.member_offers import MemberOffers
 from orchestrator.store.redis_store import CallStore
 from orchestrator.store.routing_cache import RoutingCache
 
@@ -102,6 +106,7 @@ class CallHandler:
     calls: CallStore
     recorder: CallRecorder
     policy: Policy
+    members: MemberOffers
     clock: Callable[[], int] = _now_ms
     max_call_ms: int = 6 * 3600 * 1000
     linger_wait_s: float = 10.0
@@ -165,24 +170,25 @@ class _CallRun:
         if snapshot is not None and snapshot.enabled:
             admitted, refusal = self._admit(snapshot.tenant_id, snapshot.max_concurrent_calls)
         ctx = callflow.Context(snapshot, h.policy, h.clock(), self.new_id)
+        self.snapshot = snapshot
         self.log(logging.INFO, "call from %s to %s (%s)", self.call.caller_number, self.call.destination, self.call.entry)
-        decision = callflow.start(self.call, ctx, admitted=admitted, refusal=refusal)
-        state = decision.state
-        self.apply(decision.actions)
+        state = self.settle(callflow.start(self.call, ctx, admitted=admitted, refusal=refusal))
         deadline = self.started_ms + h.max_call_ms
-        renew_every_ms = max(1000, h.calls.lease_ms // 3)
+        renew_every_ms = max(1000, min(h.calls.lease_ms, h.members.agents.lease_ms) // 3)
         last_renew = h.clock()
         while True:
             now = h.clock()
             if now - last_renew >= renew_every_ms:
                 self._renew()
+                if state.offer is not None and state.offer.held and self.tenant_id is not None:
+                    h.members.renew(self.tenant_id, self.call.uuid, state.offer.held)
                 last_renew = now
             if self.finished is not None and now - self.finished_ms > h.linger_wait_s * 1000:
                 self.log(logging.WARNING, "no CHANNEL_HANGUP_COMPLETE %.0f s after the call ended; closing", h.linger_wait_s)
                 return
             if now > deadline:
                 self.log(logging.ERROR, "call exceeded %d ms; hanging up", h.max_call_ms)
-                self.apply((Hangup("ALLOTTED_TIMEOUT"),))
+                self.settle(callflow.Decision(state, (Hangup("ALLOTTED_TIMEOUT"),)))
                 deadline = now + 60_000
             try:
                 item = self.session.events.get(timeout=min(renew_every_ms / 1000.0, h.linger_wait_s))
@@ -193,42 +199,70 @@ class _CallRun:
                 continue
             if item == DISCONNECTED:
                 self.gone = True
-                decision = callflow.finish_now(state, "SOCKET_GONE")
-                self.apply(decision.actions)
+                self.settle(callflow.finish_now(state, "SOCKET_GONE", h.clock()))
                 return
             assert isinstance(item, wire.Event)
             if item.name == "CHANNEL_ANSWER" and self.answered_ms is None:
                 self.answered_ms = h.clock()
             if item.name == "CHANNEL_HANGUP_COMPLETE":
-                decision = callflow.finish_now(state, item.get("Hangup-Cause", "NORMAL_CLEARING") or "NORMAL_CLEARING")
-                self.apply(decision.actions)
+                self.settle(callflow.finish_now(state, item.get("Hangup-Cause", "NORMAL_CLEARING") or "NORMAL_CLEARING", h.clock()))
                 return
             event = core_event(item)
             if event is None:
                 continue
-            decision = callflow.handle(state, event, ctx)
-            state = decision.state
-            self.apply(decision.actions)
+            state = self.settle(callflow.handle(state, event, ctx))
 
-    def apply(self, actions: tuple[Action, ...] | list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, Execute):
-                self._send(functools.partial(self.session.execute, action.app, action.arg, action.app_id), action.app)
-            elif isinstance(action, Hangup):
-                self._send(functools.partial(self.session.hangup, action.cause), "hangup")
-            elif isinstance(action, Log):
-                level = logging.WARNING if action.level == "warning" else logging.INFO
-                self.log(level, action.message, **dict(action.fields))
-            elif isinstance(action, StoreVoicemail):
-                if self.tenant_id is not None:
-                    self._record(functools.partial(self.h.recorder.voicemail, self.tenant_id, self.call, action), "voicemail")
-            elif isinstance(action, Finished):
-                self.finished = action
-                self.finished_ms = self.h.clock()
-                self.log(logging.INFO, "call finished: %s; route: %s", action.hangup_cause, action.route)
-                if self.tenant_id is not None:
-                    ended = self.h.clock()
-                    self._record(functools.partial(self.h.recorder.call_finished, self.tenant_id, self.call, action, self.started_ms, self.answered_ms, ended), "history")
+    def settle(self, decision: callflow.Decision) -> callflow.CallState:
+        """Carry out a decision's actions; member requests are answered at once and
+        their answers handed back to the core, until only FreeSWITCH work remains."""
+        pending = [decision]
+        state = decision.state
+        while pending:
+            d = pending.pop(0)
+            state = d.state
+            for action in d.actions:
+                answer = self.apply(action)
+                if answer is not None:
+                    ctx = callflow.Context(self.snapshot, self.h.policy, self.h.clock(), self.new_id)
+                    pending.append(callflow.handle(state, answer, ctx))
+        return state
+
+    def apply(self, action: Action) -> CoreEvent | None:
+        """Carry out one action; a member request returns the core event answering it."""
+        if isinstance(action, (LookupMembers, ReserveMembers, EndOffers)):
+            return self._members(action)
+        if isinstance(action, Execute):
+            self._send(functools.partial(self.session.execute, action.app, action.arg, action.app_id), action.app)
+        elif isinstance(action, Hangup):
+            self._send(functools.partial(self.session.hangup, action.cause), "hangup")
+        elif isinstance(action, Log):
+            level = logging.WARNING if action.level == "warning" else logging.INFO
+            self.log(level, action.message, **dict(action.fields))
+        elif isinstance(action, StoreVoicemail):
+            if self.tenant_id is not None:
+                self._record(functools.partial(self.h.recorder.voicemail, self.tenant_id, self.call, action), "voicemail")
+        elif isinstance(action, Finished):
+            self.finished = action
+            self.finished_ms = self.h.clock()
+            self.log(logging.INFO, "call finished: %s; route: %s", action.hangup_cause, action.route)
+            if self.tenant_id is not None:
+                ended = self.h.clock()
+                self._record(functools.partial(self.h.recorder.call_finished, self.tenant_id, self.call, action, self.started_ms, self.answered_ms, ended), "history")
+        return None
+
+    def _members(self, action: LookupMembers | ReserveMembers | EndOffers) -> CoreEvent | None:
+        members, tenant_id = self.h.members, self.tenant_id
+        if tenant_id is None:  # cannot happen: offers exist only for a tenant's call
+            return None
+        if isinstance(action, LookupMembers):
+            return members.lookup(tenant_id, action)
+        if isinstance(action, ReserveMembers):
+            answer = members.reserve(tenant_id, self.call.uuid, action)
+            taken = [str(e) for e, st in answer.statuses.items() if st == "offered"]
+            self.log(logging.INFO, "offer to members %s", ",".join(taken) or "(none available)", department=action.department_id)
+            return answer
+        members.end(tenant_id, self.call, action)
+        return None
 
     def _send(self, fn: Callable[[], None], what: str) -> None:
         if self.gone:

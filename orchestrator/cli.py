@@ -28,8 +28,9 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
     import gevent.event
 
     from orchestrator import config, wiring
-    from orchestrator.call_handler import WANTED_EVENTS, CallHandler
+    from orchestrator.call_handler import WANTED_EVENTS, CallHandler, _now_ms
     from orchestrator.db_recorder import DbRecorder
+    from orchestrator.member_offers import MemberOffers
     from orchestrator.errors import ConfigError
     from orchestrator.esl.outbound import OutboundServer
 
@@ -50,7 +51,7 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     recorder = DbRecorder(app.db.session_factory, wiring.run_in_threadpool, wiring.voicemail_notifier(settings, app.redis))
-    handler = CallHandler(app.cache, app.calls, recorder, app.policy)
+    handler = CallHandler(app.cache, app.calls, recorder, app.policy, MemberOffers(app.agents, recorder, _now_ms))
     server = OutboundServer(settings.listen_host, settings.listen_port, handler, settings.esl_command_timeout_ms / 1000.0, WANTED_EVENTS)
     try:
         server.start()

@@ -53,6 +53,14 @@ class DbRecorder:
 
         self._run(write)
 
+    def missed_offers(self, tenant_id: int, call: CallInfo, department_id: int, ended_ms: int, misses: list[queries.Miss]) -> None:
+        def write() -> None:
+            with self._sessions() as session:
+                queries.record_missed_offers(session, tenant_id, department_id, call.uuid, _at(ended_ms), misses)
+                session.commit()
+
+        self._run(write)
+
     def voicemail(self, tenant_id: int, call: CallInfo, message: StoreVoicemail) -> None:
         def write() -> int:
             with self._sessions() as session:

@@ -15,6 +15,7 @@ from redis.retry import Retry
 
 from orchestrator.config import Settings
 from orchestrator.core.plan import Policy
+from orchestrator.store.agents import AgentStore
 from orchestrator.store.redis_store import CallStore, RoutingVersions
 from orchestrator.store.routing_cache import RoutingCache
 
@@ -102,6 +103,7 @@ class Orchestrator:
     cache: RoutingCache
     calls: CallStore
     policy: Policy
+    agents: AgentStore
 
 
 def orchestrator(settings: Settings, *, run_blocking: Callable[..., Any] = run_in_threadpool) -> Orchestrator:
@@ -121,7 +123,8 @@ def orchestrator(settings: Settings, *, run_blocking: Callable[..., Any] = run_i
             return load_tenant_snapshot(session, tenant_id)
 
     cache = RoutingCache(versions, load_index, load_snapshot, run_blocking, settings.snapshot_cache_size)
-    return Orchestrator(settings, db, client, cache, CallStore(client), policy_from(settings))
+    calls = CallStore(client)
+    return Orchestrator(settings, db, client, cache, calls, policy_from(settings), AgentStore(client))
 
 
 def attach_version_publisher(db: Database, versions: RoutingVersions) -> None:

@@ -37,6 +37,7 @@ from orchestrator.core.model import (
 from orchestrator.core.plan import Policy
 from orchestrator.core.routing import number_candidates
 from orchestrator.core.schedule import is_open
+from member_fake import Members
 
 POLICY = Policy(recordings_dir="/rec")
 DEP = Target(TargetKind.DEPARTMENT, 10)
@@ -129,30 +130,35 @@ def test_employee_no_answer_goes_to_voicemail_and_stores_the_message():
 
 
 def test_department_ring_all_skips_logged_out_members_in_order():
-    d = callflow.start(public("+74950000001"), ctx(snapshot()))
+    c = ctx(snapshot())
+    d = Members().drive(callflow.start(public("+74950000001"), c), c)
     bridge = blocking(d.actions)
     assert bridge.arg == (
-        "{ignore_early_media=true,call_timeout=30}"
-        "[origination_uuid=id1,leg_timeout=20]user/101@demo.pbx.local,"
-        "[origination_uuid=id2,leg_timeout=20]user/102@demo.pbx.local"
+        "{ignore_early_media=true,call_timeout=22}"
+        "[origination_uuid=id2,leg_timeout=20]user/101@demo.pbx.local,"
+        "[origination_uuid=id3,leg_timeout=20]user/102@demo.pbx.local"
     )
 
 
 def test_department_answer_is_attributed_to_the_member_and_finishes_on_hangup():
     c = ctx(snapshot())
-    d = callflow.start(public("+74950000001"), c)
-    d = callflow.handle(d.state, Bridged("id2"), c)
+    members = Members()
+    d = members.drive(callflow.start(public("+74950000001"), c), c)
+    d = members.drive(callflow.handle(d.state, Bridged("id3"), c), c)
     assert d.state.answered_by == 2
-    d = callflow.handle(d.state, HungUp("NORMAL_CLEARING"), c)
-    (fin,) = d.actions
+    d = members.drive(callflow.handle(d.state, HungUp("NORMAL_CLEARING"), c), c)
+    fin = d.actions[-1]
     assert isinstance(fin, Finished) and fin.answered_by_employee_id == 2
-    assert "department 200 (Sales)" in fin.route and "answered by employee #2" in fin.route
+    assert "department 200 (Sales), ring all" in fin.route and "answered by employee #2" in fin.route
+    assert [(e.employee_id, e.result) for e in members.ended] == [(1, "lost_race"), (2, "answered")]
+    assert members.offers == {}
 
 
 def test_department_no_answer_goes_to_its_no_answer_target():
     c = ctx(snapshot())
-    d = callflow.start(public("+74950000001"), c)
-    d = callflow.handle(d.state, failed_bridge(blocking(d.actions).app_id, "USER_BUSY"), c)
+    members = Members()
+    d = members.drive(callflow.start(public("+74950000001"), c), c)
+    d = members.drive(callflow.handle(d.state, failed_bridge(blocking(d.actions).app_id, "USER_BUSY"), c), c)
     assert Execute("unset", "pbx_fallback_dial") in d.actions
     assert blocking(d.actions).app == "playback"  # voicemail greeting of box 5
     assert "not answered (USER_BUSY)" in " ".join(d.state.route)
@@ -225,7 +231,7 @@ def test_menu_options_direct_dial_and_default(digits, expect_in_dial):
     d = callflow.start(public("+74950000003"), c)
     menu = blocking(d.actions)
     variables = {"pbx_menu_digits": digits} if digits else {"read_result": "failure"}
-    d = callflow.handle(d.state, AppCompleted(menu.app_id, "play_and_get_digits", "_none_", variables), c)
+    d = Members().drive(callflow.handle(d.state, AppCompleted(menu.app_id, "play_and_get_digits", "_none_", variables), c), c)
     assert expect_in_dial in blocking(d.actions).arg
 
 
@@ -236,13 +242,13 @@ def test_menu_invalid_input_replays_then_default():
         menu = blocking(d.actions)
         assert menu.app == "play_and_get_digits"
         d = callflow.handle(d.state, AppCompleted(menu.app_id, "play_and_get_digits", "_none_", {"pbx_menu_digits": "9"}), c)
-    d = callflow.handle(d.state, AppCompleted(blocking(d.actions).app_id, "play_and_get_digits", "_none_", {"pbx_menu_digits": "9"}), c)
+    d = Members().drive(callflow.handle(d.state, AppCompleted(blocking(d.actions).app_id, "play_and_get_digits", "_none_", {"pbx_menu_digits": "9"}), c), c)
     assert blocking(d.actions).app == "bridge"  # default target after max_invalid=3
 
 
 def test_stale_completion_is_ignored():
     c = ctx(snapshot())
-    d = callflow.start(public("+74950000001"), c)
+    d = Members().drive(callflow.start(public("+74950000001"), c), c)
     same = callflow.handle(d.state, AppCompleted("not-ours", "bridge", "_none_", {"originate_disposition": "NO_ANSWER"}), c)
     assert same.actions == () and same.state == d.state
 

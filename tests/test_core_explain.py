@@ -144,7 +144,9 @@ def test_menu_lists_its_options_with_what_each_does():
     ]
     support = menu.options[1]
     assert [s.kind for s in support.steps] == ["ring", "voicemail"]
-    assert "strategy longest_idle rung as ring-all" in support.steps[0].label
+    assert support.steps[0].label == "department 300 (Support), longest idle"
+    assert "order decided at call time: longest without a call first" in support.steps[0].details
+    assert [(leg.delay, leg.timeout) for leg in support.steps[0].legs] == [(0, 15), (15, 30)]
     assert [leg.who for leg in support.steps[0].legs] == ["Olga Kuznetsova (104)", "Alexey Popov (105)"]
     assert any("support@demo.example" in d for d in support.steps[1].details)
     assert any("extension" in d for d in menu.details)
@@ -157,7 +159,8 @@ def test_department_chain_says_who_rings_in_what_order():
     night, sales, voicemail = result.steps
     assert [(leg.who, leg.timeout) for leg in night.legs] == [("Alexey Popov (105)", 10)]
     assert [leg.employee_id for leg in sales.legs] == [1, 2, 3]
-    assert sales.label == "department 200 (Sales)" and sales.details == ("rings for at most 30 s, first to answer gets the call",)
+    assert sales.label == "department 200 (Sales), ring all"
+    assert "nobody answers within 30 s: the no-answer target" in sales.details
     assert voicemail.label == "voicemail Sales voicemail"
     assert "2. if not answered: ring: department 200 (Sales)" in result.render()
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Union
 
+from orchestrator.core.strategy import MemberView
+
 
 # ------------------------------------------------------------------ call facts
 
@@ -71,7 +73,25 @@ class HungUp:
     cause: str
 
 
-CoreEvent = Union[AppCompleted, Answered, Bridged, Unbridged, Dtmf, HungUp]
+@dataclass(frozen=True)
+class MembersSeen:
+    """Answer to ``LookupMembers``: the members' live figures."""
+
+    request_id: str
+    views: Mapping[int, MemberView] = field(default_factory=dict)
+    last_answered: int | None = None  # who answered the department's last call
+
+
+@dataclass(frozen=True)
+class MembersReserved:
+    """Answer to ``ReserveMembers``: employee id -> "offered" (taken for this call) or
+    why not ("busy", "wrapup", "paused", "offered_elsewhere", "skipped")."""
+
+    request_id: str
+    statuses: Mapping[int, str] = field(default_factory=dict)
+
+
+CoreEvent = Union[AppCompleted, Answered, Bridged, Unbridged, Dtmf, HungUp, MembersSeen, MembersReserved]
 
 
 # ------------------------------------------------------------------ actions out
@@ -122,4 +142,54 @@ class Finished:
     route: str
 
 
-Action = Union[Execute, Hangup, Log, StoreVoicemail, Finished]
+@dataclass(frozen=True)
+class LookupMembers:
+    """Read the members' live figures (strategies that order by them). The adapter
+    answers at once with ``MembersSeen``."""
+
+    request_id: str
+    department_id: int
+    employee_ids: tuple[int, ...]
+    window_days: int = 1
+
+
+@dataclass(frozen=True)
+class ReserveMembers:
+    """Take up to ``want`` of ``candidates`` (in this order) for the call, atomically
+    across every orchestrator. The adapter answers at once with ``MembersReserved``."""
+
+    request_id: str
+    department_id: int
+    candidates: tuple[int, ...]
+    want: int
+
+
+@dataclass(frozen=True)
+class OfferEnd:
+    """How one member's offer ended.
+
+    ``result``: answered, no_answer, rejected, busy (the phone said so), unregistered,
+    failed, lost_race (someone else answered), cancelled (the caller gave up).
+    """
+
+    employee_id: int
+    result: str
+    rang_ms: int = 0
+    talk_ms: int = 0
+
+
+MISSED_RESULTS = frozenset({"no_answer", "rejected", "busy", "unregistered"})
+# Misses that count towards the automatic pause: the phone rang (or refused) and
+# nobody took it. An unregistered phone is recorded but does not pause its member.
+PAUSING_RESULTS = frozenset({"no_answer", "rejected", "busy"})
+
+
+@dataclass(frozen=True)
+class EndOffers:
+    department_id: int
+    ends: tuple[OfferEnd, ...]
+    wrapup_ms: int = 0
+    pause_after: int = 0  # consecutive misses that pause a member (0 = never)
+
+
+Action = Union[Execute, Hangup, Log, StoreVoicemail, Finished, LookupMembers, ReserveMembers, EndOffers]

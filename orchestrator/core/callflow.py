@@ -17,7 +17,8 @@ FreeSWITCH behaviour this relies on (transcripts in shared/freeswitch):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import random
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from orchestrator.core.actions import (
@@ -32,12 +33,18 @@ from orchestrator.core.actions import (
     Finished,
     Hangup,
     HungUp,
+    EndOffers,
     Log,
+    MembersReserved,
+    MembersSeen,
+    OfferEnd,
     StoreVoicemail,
     Unbridged,
 )
+from orchestrator.core import offering
 from orchestrator.core.model import TenantSnapshot
-from orchestrator.core.plan import Announce, MenuStep, Policy, Ring, Step, Voicemail, plan_target
+from orchestrator.core.offering import OfferRun
+from orchestrator.core.plan import Announce, MenuStep, Offer, Policy, Ring, Step, Voicemail, plan_target
 from orchestrator.core.routing import Entry, entry_target
 
 # Phases
@@ -59,6 +66,7 @@ class CallState:
     route: tuple[str, ...] = ()
     answered_by: int | None = None
     recording: str = ""  # path of the voicemail being recorded
+    offer: OfferRun | None = None  # the department offer in progress
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class Context:
     policy: Policy
     now_ms: int
     new_id: Callable[[], str]
+    rand: Callable[[], float] = field(default=random.random)  # weighted / random strategies
 
 
 @dataclass(frozen=True)
@@ -126,17 +135,33 @@ def start(call: CallInfo, ctx: Context, *, admitted: bool = True, refusal: str =
 
 def handle(state: CallState, event: CoreEvent, ctx: Context) -> Decision:
     if state.phase == DONE:
+        if isinstance(event, MembersReserved):
+            # Taken after the call ended (cannot happen with a synchronous adapter,
+            # but never leave a member held): give them back.
+            taken = tuple(OfferEnd(e, "cancelled") for e, st in event.statuses.items() if st == "offered")
+            return Decision(state, (EndOffers(state.offer.department_id if state.offer else 0, taken),) if taken else ())
         return Decision(state, ())
     if isinstance(event, HungUp):
         if state.awaiting and state.awaiting_app == "record":
             return Decision(replace(state, phase=ENDING), ())
-        return _finish(state, event.cause)
+        return _finish(state, event.cause, ctx.now_ms)
     if isinstance(event, Bridged):
         owners = state.current.owners if isinstance(state.current, Ring) else {}
         who = owners.get(event.other_uuid)
         note = "answered" + (" by employee #%d" % who if who is not None else "")
-        return Decision(replace(state, phase=TALKING, answered_by=who, route=state.route + (note,)), ())
-    if isinstance(event, (Answered, Unbridged, Dtmf)):
+        ended: list[Action] = []
+        offer = state.offer
+        if offer is not None and isinstance(state.current, Ring):
+            offer, ended = offering.bridged(offer, state.current, event.other_uuid, ctx.now_ms)
+        return Decision(replace(state, phase=TALKING, answered_by=who, route=state.route + (note,), offer=offer), tuple(ended))
+    if isinstance(event, Unbridged):
+        if state.offer is not None:
+            offer, ended = offering.talk_ended(state.offer, ctx.now_ms)
+            return Decision(replace(state, offer=offer), tuple(ended))
+        return Decision(state, ())
+    if isinstance(event, (MembersSeen, MembersReserved)):
+        return _offer_event(state, event, ctx)
+    if isinstance(event, (Answered, Dtmf)):
         return Decision(state, ())
     if isinstance(event, AppCompleted):
         if event.app_id != state.awaiting:
@@ -146,26 +171,27 @@ def handle(state: CallState, event: CoreEvent, ctx: Context) -> Decision:
     return Decision(state, ())
 
 
-def finish_now(state: CallState, cause: str) -> Decision:
+def finish_now(state: CallState, cause: str, now_ms: int = 0) -> Decision:
     """The channel is gone (HANGUP_COMPLETE or the socket closed) whatever we awaited."""
     if state.phase == DONE:
         return Decision(state, ())
-    return _finish(state, cause)
+    return _finish(state, cause, now_ms)
 
 
 # ------------------------------------------------------------------ internals
 
 
-def _finish(state: CallState, cause: str) -> Decision:
+def _finish(state: CallState, cause: str, now_ms: int) -> Decision:
     route = " -> ".join(state.route)
-    return Decision(replace(state, phase=DONE), (Finished(state.answered_by, cause, route),))
+    ended = offering.abandon(state.offer, now_ms) if state.offer is not None else []
+    return Decision(replace(state, phase=DONE, offer=None), tuple(ended) + (Finished(state.answered_by, cause, route),))
 
 
 def _completed(state: CallState, event: AppCompleted, ctx: Context) -> Decision:
     step = state.current
     if state.phase == ENDING:
         actions = _voicemail_saved(state, event)
-        return Decision(replace(state, phase=DONE), tuple(actions) + _finish(state, "NORMAL_CLEARING").actions)
+        return Decision(replace(state, phase=DONE), tuple(actions) + _finish(state, "NORMAL_CLEARING", ctx.now_ms).actions)
     if isinstance(step, Ring):
         disposition = event.variables.get("originate_disposition", "")
         if disposition == "SUCCESS" or state.phase == TALKING:
@@ -173,7 +199,17 @@ def _completed(state: CallState, event: AppCompleted, ctx: Context) -> Decision:
             return Decision(state, ())
         cause = event.variables.get("originate_failed_cause") or disposition or "UNKNOWN"
         state = replace(state, route=state.route + ("%s: not answered (%s)" % (step.label, cause),))
-        return _run_steps(state, list(state.plan), ctx, [Execute("unset", "pbx_fallback_dial")])
+        prefix: list[Action] = [Execute("unset", "pbx_fallback_dial")]
+        if state.offer is not None:
+            offer, ended = offering.failed(state.offer, step, event.variables, ctx.now_ms)
+            prefix += ended
+            dep = ctx.snapshot.departments.get(offer.department_id) if ctx.snapshot else None
+            nxt = offering.next_attempt(offer, dep, ctx.now_ms, ctx.new_id) if dep is not None else None
+            if nxt is not None:
+                offer, asks = nxt
+                return Decision(replace(state, offer=offer), tuple(prefix + asks))
+            state = replace(state, offer=None)
+        return _run_steps(state, list(state.plan), ctx, prefix)
     if isinstance(step, Voicemail):
         if event.app == "playback":
             return _record(state, step, ctx)
@@ -206,7 +242,40 @@ def _run_steps(state: CallState, steps: list[Step], ctx: Context, prefix: list[A
         return _blocking(state, actions, "playback", step.sound, ctx)
     if isinstance(step, MenuStep):
         return _menu_prompt(state, step, ctx, actions)
+    if isinstance(step, Offer):
+        return _offer_start(state, step, ctx, actions)
     raise AssertionError("unknown step %r" % (step,))
+
+
+# ------------------------------------------------------------------ department offers
+
+
+def _offer_start(state: CallState, step: Offer, ctx: Context, actions: list[Action]) -> Decision:
+    snap = ctx.snapshot
+    dep = snap.departments.get(step.department_id) if snap else None
+    run, asks = offering.begin(dep, snap, step.label, ctx.now_ms, ctx.new_id, ctx.rand) if dep and snap else (None, [])
+    if run is None:
+        state = replace(state, route=state.route + ("%s: nobody logged in" % step.label,))
+        return _run_steps(state, list(state.plan), ctx, actions + asks)
+    return Decision(replace(state, offer=run), tuple(actions + asks))
+
+
+def _offer_event(state: CallState, event: MembersSeen | MembersReserved, ctx: Context) -> Decision:
+    run, snap = state.offer, ctx.snapshot
+    dep = snap.departments.get(run.department_id) if run is not None and snap is not None else None
+    if run is None or snap is None or dep is None or event.request_id != run.request_id:
+        return Decision(state, ())
+    if isinstance(event, MembersSeen):
+        run, asks = offering.seen(run, event, dep, snap, ctx.rand, ctx.new_id)
+        return Decision(replace(state, offer=run), tuple(asks))
+    run, ring, actions = offering.reserved(run, event, dep, snap, ctx.now_ms, ctx.new_id)
+    if ring is None:
+        note = "%s: nobody available" % run.label if run.tried == 0 else "%s: nobody else available" % run.label
+        state = replace(state, offer=None, route=state.route + (note,))
+        return _run_steps(state, list(state.plan), ctx, actions)
+    state = replace(state, offer=run, current=ring)
+    actions.append(Execute("set", "pbx_fallback_dial=%s" % ring.dial))
+    return _blocking(state, actions, "bridge", ring.dial, ctx)
 
 
 def _blocking(state: CallState, actions: list[Action], app: str, arg: str, ctx: Context) -> Decision:

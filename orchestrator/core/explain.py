@@ -15,7 +15,9 @@ from typing import Any
 from orchestrator.core.actions import CallInfo
 from orchestrator.core.callflow import Context, opening
 from orchestrator.core.model import NumberMode, Target, TargetKind, TenantSnapshot
-from orchestrator.core.plan import Announce, MenuStep, Policy, Ring, Step, Voicemail, plan_target
+from orchestrator.core.model import Strategy
+from orchestrator.core.plan import Announce, MenuStep, Offer, Policy, Ring, Step, Voicemail, plan_target
+from orchestrator.core.strategy import NEEDS_STATE, PARALLEL, eligible, leg_delays, order
 from orchestrator.core.routing import find_number, number_schedule
 from orchestrator.core.schedule import WEEKDAYS, check, local_time
 
@@ -156,7 +158,45 @@ def _step_view(step: Step, snap: TenantSnapshot, ctx: Context, menus_seen: froze
     if isinstance(step, Announce):
         how = "answers and plays" if step.answer else "plays without answering"
         return StepView("announce", step.label, ("%s %s, then hangs up (%s)" % (how, step.sound, step.cause),))
+    if isinstance(step, Offer):
+        return _offer_view(step, snap)
     return _menu_view(step, snap, ctx, menus_seen)
+
+
+_ORDER_NOTES = {
+    Strategy.LONGEST_IDLE: "order decided at call time: longest without a call first",
+    Strategy.ROUND_ROBIN: "order decided at call time: starting after whoever took the last call",
+    Strategy.LEAST_TALK_TIME: "order decided at call time: least talk time first",
+    Strategy.FEWEST_CALLS: "order decided at call time: fewest calls first",
+    Strategy.WEIGHTED: "order drawn at call time, weighted by priority",
+    Strategy.RANDOM: "order drawn at call time at random",
+}
+
+
+def _offer_view(step: Offer, snap: TenantSnapshot) -> StepView:
+    """Who the department would ring if every logged-in member were free."""
+    dep = snap.departments[step.department_id]
+    members = eligible(dep, snap)
+    if dep.strategy is Strategy.ESCALATION:
+        members = [m for m in members if m.escalation_offset < dep.no_answer_timeout]
+    members = order(dep, members, {}, None, lambda: 0.5)
+    details = []
+    if dep.strategy in PARALLEL:
+        per_leg = dep.no_answer_timeout if dep.strategy is not Strategy.RING_ALL else min(dep.ring_seconds, dep.no_answer_timeout)
+        delays = leg_delays(dep, members)
+        legs = tuple(_leg_view(snap.employees[m.employee_id].extension, "", d, per_leg, m.employee_id, snap) for m, d in zip(members, delays))
+        details.append("earlier members keep ringing as later ones are added; first to answer gets the call")
+    else:
+        legs = tuple(
+            _leg_view(snap.employees[m.employee_id].extension, "", i * dep.ring_seconds, (i + 1) * dep.ring_seconds, m.employee_id, snap)
+            for i, m in enumerate(members) if i * dep.ring_seconds < dep.no_answer_timeout
+        )
+        details.append("one at a time, %d s each; the previous one stops ringing" % dep.ring_seconds)
+    if dep.strategy in NEEDS_STATE or dep.strategy in (Strategy.WEIGHTED, Strategy.RANDOM):
+        details.append(_ORDER_NOTES[dep.strategy])
+    details.append("members on a call, in wrap-up (%d s) or paused are skipped" % dep.wrapup_seconds)
+    details.append("nobody answers within %d s: the no-answer target" % dep.no_answer_timeout)
+    return StepView("ring", step.label, tuple(details), legs)
 
 
 def _leg_view(label: str, endpoint: str, delay: int, timeout: int, employee_id: int | None, snap: TenantSnapshot) -> LegView:

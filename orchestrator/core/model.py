@@ -46,7 +46,7 @@ class Role(str, enum.Enum):
 
 
 class Strategy(str, enum.Enum):
-    """How a department's members are rung (issue 3 implements all but RING_ALL)."""
+    """How a department's members are rung (``core.strategy``)."""
 
     RING_ALL = "ring_all"
     LONGEST_IDLE = "longest_idle"
@@ -109,6 +109,8 @@ class Department:
     no_answer_timeout: int = 60  # overall, seconds
     no_answer_target: Target | None = None
     wrapup_seconds: int = 0
+    pause_after_missed: int = 0  # consecutive missed offers that pause a member; 0 = never
+    stats_window_days: int = 1  # least talk time / fewest calls: today (1) or the last N days
     queue: QueueSettings = QueueSettings()
     members: tuple[Member, ...] = ()
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Union
 
 from orchestrator.core.dialstrings import Leg, external_endpoint, ring_all, user_endpoint
-from orchestrator.core.model import Employee, Strategy, Target, TargetKind, TenantSnapshot
+from orchestrator.core.strategy import eligible
+from orchestrator.core.model import Department, Employee, Member, Target, TargetKind, TenantSnapshot
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class RingLeg:
     delay: int  # seconds before this phone starts ringing
     timeout: int  # seconds it may ring, counted from the start of the bridge
     employee_id: int | None = None
+    uuid: str = ""  # the leg's origination_uuid (FreeSWITCH's channel uuid)
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,21 @@ class MenuStep:
     hops: int = 0
 
 
-Step = Union[Ring, Voicemail, Announce, MenuStep]
+@dataclass(frozen=True)
+class Offer:
+    """Offer the call to a department's members by its strategy (``core.strategy``).
+
+    Who rings is decided when the call gets here, from the members' live state: the
+    adapter takes members for the call atomically, then one ``bridge`` rings them
+    (parallel strategies) or one bridge per member (hunt strategies).
+    """
+
+    department_id: int
+    label: str
+    hops: int = 0
+
+
+Step = Union[Ring, Voicemail, Announce, MenuStep, Offer]
 
 
 def _leg(endpoint: str, timeout: int, label: str, owner: int | None, owners: dict[str, int], new_id: Callable[[], str], delay: int = 0) -> Leg:
@@ -95,11 +111,11 @@ def _leg(endpoint: str, timeout: int, label: str, owner: int | None, owners: dic
 
 def _ring(legs: list[Leg], call_timeout: int, label: str, owners: dict[str, int]) -> Ring:
     """The Ring step for ``legs``, with the legs described next to the dial string."""
-    described = tuple(
-        RingLeg(leg.label, leg.endpoint, leg.delay, leg.timeout, owners.get(dict(leg.variables).get("origination_uuid", "")))
-        for leg in legs
-    )
-    return Ring(ring_all(legs, call_timeout), label, owners, described, call_timeout)
+    described = []
+    for leg in legs:
+        leg_uuid = dict(leg.variables).get("origination_uuid", "")
+        described.append(RingLeg(leg.label, leg.endpoint, leg.delay, leg.timeout, owners.get(leg_uuid), leg_uuid))
+    return Ring(ring_all(legs, call_timeout), label, owners, tuple(described), call_timeout)
 
 
 def _cap(legs: list[Leg]) -> int:
@@ -163,21 +179,9 @@ def plan_target(
         dep = snap.departments.get(target.ref_id or -1)
         if dep is None:
             return [Announce(policy.sound_unavailable, "department #%s no longer exists" % target.ref_id)]
-        owners = {}
-        legs = []
-        for member in sorted(dep.members, key=lambda m: (m.order, m.employee_id)):
-            emp = snap.employees.get(member.employee_id)
-            if emp is None or not emp.logged_in:
-                continue
-            owners[emp.extension] = emp.id
-            ring = min(dep.ring_seconds, dep.no_answer_timeout)
-            legs.append(_leg(user_endpoint(emp.extension, snap.sip_domain), ring, emp.extension, emp.id, owners, new_id))
-        steps = []
-        label = "department %s (%s)" % (dep.extension, dep.name)
-        if dep.strategy is not Strategy.RING_ALL:
-            label += ", strategy %s rung as ring-all" % dep.strategy.value
-        if legs:
-            steps.append(_ring(legs, dep.no_answer_timeout, label, owners))
+        label = "department %s (%s), %s" % (dep.extension, dep.name, dep.strategy.value.replace("_", " "))
+        # Nobody logged in: straight to the no-answer target (known before the call).
+        steps = [Offer(dep.id, label, hops)] if eligible(dep, snap) else []
         steps.extend(plan_target(dep.no_answer_target, snap, policy, new_id, hops + 1) if dep.no_answer_target else [Announce(policy.sound_unavailable, "%s: nobody answered" % label)])
         return steps
     if kind is TargetKind.VOICEMAIL:
@@ -202,3 +206,24 @@ def _voicemail(snap: TenantSnapshot, box_id: int | None, policy: Policy) -> Voic
     if box is None:
         return Voicemail(None, None, 120, "voicemail #%s (missing): general recording" % box_id)
     return Voicemail(box.id, box.greeting, box.max_message_seconds, "voicemail %s" % box.name)
+
+
+def department_ring(
+    dep: Department,
+    snap: TenantSnapshot,
+    members: list[Member],
+    delays: list[int],
+    leg_seconds: int,
+    new_id: Callable[[], str],
+    label: str,
+) -> Ring:
+    """One ``bridge`` ringing ``members`` (already taken for the call), member i
+    starting ``delays[i]`` s after the bridge and ringing until ``leg_seconds`` after
+    it (FreeSWITCH's ``leg_timeout`` counts from the bridge start, delay included)."""
+    owners: dict[str, int] = {}
+    legs = []
+    for member, delay in zip(members, delays):
+        emp = snap.employees[member.employee_id]
+        owners[emp.extension] = emp.id
+        legs.append(_leg(user_endpoint(emp.extension, snap.sip_domain), leg_seconds, emp.extension, emp.id, owners, new_id, delay))
+    return _ring(legs, _cap(legs), label, owners)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, ForeignKeyConstraint, Integer, String, Text
+from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, ForeignKeyConstraint, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orchestrator.db.base import Base, TenantScoped, utcnow
@@ -49,3 +49,26 @@ class VoicemailMessage(TenantScoped, Base):
     recording_path: Mapped[str] = mapped_column(String(512))
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+MISSED_RESULTS = ("no_answer", "rejected", "busy", "unregistered")
+
+
+class MissedOffer(TenantScoped, Base):
+    """A department member was offered a call and did not take it."""
+
+    __tablename__ = "missed_offer"
+    __table_args__ = (
+        CheckConstraint("result IN ('no_answer', 'rejected', 'busy', 'unregistered')", name="result"),
+        CheckConstraint("rang_ms >= 0", name="rang"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # History outlives employees and departments: plain FKs cleared when they go.
+    employee_id: Mapped[int | None] = mapped_column(ForeignKey("employee.id", ondelete="SET NULL"), index=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id", ondelete="SET NULL"))
+    call_uuid: Mapped[str] = mapped_column(String(64))
+    offered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    rang_ms: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[str] = mapped_column(String(16))
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)  # this miss paused the member

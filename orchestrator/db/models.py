@@ -183,6 +183,7 @@ class Department(NoAnswerTarget, TenantScoped, Base):  # type: ignore[valid-type
         target_check("no_answer"),
         CheckConstraint("ring_seconds > 0 AND no_answer_timeout > 0 AND wrapup_seconds >= 0", name="times"),
         CheckConstraint("queue_max_wait > 0 AND queue_max_length >= 0", name="queue_limits"),
+        CheckConstraint("pause_after_missed >= 0 AND stats_window_days BETWEEN 1 AND 31", name="member_rules"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -192,6 +193,8 @@ class Department(NoAnswerTarget, TenantScoped, Base):  # type: ignore[valid-type
     ring_seconds: Mapped[int] = mapped_column(Integer, default=20)
     no_answer_timeout: Mapped[int] = mapped_column(Integer, default=60)
     wrapup_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    pause_after_missed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    stats_window_days: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     queue_music: Mapped[str | None] = mapped_column(String(255))
     queue_announcement: Mapped[str | None] = mapped_column(String(255))
     queue_announce_position: Mapped[bool] = mapped_column(Boolean, default=False)

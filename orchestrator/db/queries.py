@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from orchestrator.db.history import DIRECTIONS, CallRecord, VoicemailMessage
+from orchestrator.db.history import DIRECTIONS, MISSED_RESULTS, CallRecord, MissedOffer, VoicemailMessage
 from orchestrator.db.models import Employee, Tenant, VoicemailBox
 
 
@@ -135,3 +135,31 @@ def voicemail_notice(session: Session, tenant_id: int, message_id: int) -> Voice
         box_id=message.box_id, box_name=box_name, email=email, caller=message.caller,
         created_at=message.created_at, duration_ms=message.duration_ms, recording_path=message.recording_path,
     )
+
+
+@dataclass(frozen=True)
+class Miss:
+    employee_id: int
+    result: str
+    rang_ms: int
+    paused: bool = False
+
+
+def record_missed_offers(session: Session, tenant_id: int, department_id: int, call_uuid: str, offered_at: datetime, misses: list[Miss]) -> None:
+    """Insert one missed_offer row per miss (flushed, not committed).
+
+    Employees that are not the tenant's (or no longer exist) are skipped, so a stale
+    snapshot can never attach a row to another tenant's employee.
+    """
+    ids = {m.employee_id for m in misses}
+    own = set(session.scalars(select(Employee.id).where(Employee.tenant_id == tenant_id, Employee.id.in_(ids)))) if ids else set()
+    for m in misses:
+        if m.result not in MISSED_RESULTS:
+            raise ValueError("result must be one of %s, got %r" % (", ".join(MISSED_RESULTS), m.result))
+        if m.employee_id not in own:
+            continue
+        session.add(MissedOffer(
+            tenant_id=tenant_id, employee_id=m.employee_id, department_id=department_id, call_uuid=call_uuid,
+            offered_at=offered_at, rang_ms=m.rang_ms, result=m.result, paused=m.paused,
+        ))
+    session.flush()

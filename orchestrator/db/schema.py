@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from orchestrator.db.accounts import AdminRole, AdminUser
 from orchestrator.db.base import Base
-from orchestrator.db.history import CallRecord, VoicemailMessage
+from orchestrator.db.history import CallRecord, MissedOffer, VoicemailMessage
 from orchestrator.db.meta import INDEX_VERSION, RoutingMeta
 from orchestrator.db.models import (
     ROUTING_TABLES,
@@ -26,7 +26,7 @@ metadata = Base.metadata
 
 __all__ = [
     "AdminRole", "AdminUser", "Base", "CallRecord", "Department", "DepartmentMember", "Employee",
-    "INDEX_VERSION", "PhoneNumber", "ROUTING_TABLES", "RoutingMeta", "Schedule", "ScheduleException",
+    "INDEX_VERSION", "MissedOffer", "PhoneNumber", "ROUTING_TABLES", "RoutingMeta", "Schedule", "ScheduleException",
     "ScheduleInterval", "TargetRef", "Tenant", "VoiceMenu", "VoiceMenuOption", "VoicemailBox",
     "VoicemailBoxOwner", "VoicemailMessage", "metadata",
 ]

@@ -63,7 +63,8 @@ def _department(d: Department, members: tuple[Member, ...]) -> CoreDepartment:
     return CoreDepartment(
         id=d.id, name=d.name, extension=d.extension, strategy=d.strategy, ring_seconds=d.ring_seconds,
         no_answer_timeout=d.no_answer_timeout, no_answer_target=read_target(d, "no_answer").to_core(),
-        wrapup_seconds=d.wrapup_seconds,
+        wrapup_seconds=d.wrapup_seconds, pause_after_missed=d.pause_after_missed,
+        stats_window_days=d.stats_window_days,
         queue=QueueSettings(
             music=d.queue_music, announcement=d.queue_announcement,
             announce_position=d.queue_announce_position, max_wait=d.queue_max_wait,

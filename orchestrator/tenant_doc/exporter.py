@@ -64,7 +64,8 @@ def _prune(item: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
 
 
 EMPLOYEE_DEFAULTS = {"role": "user", "ring_seconds": 20, "logged_in": True}
-DEPARTMENT_DEFAULTS = {"strategy": "ring_all", "ring_seconds": 20, "no_answer_timeout": 60, "wrapup_seconds": 0}
+DEPARTMENT_DEFAULTS = {"strategy": "ring_all", "ring_seconds": 20, "no_answer_timeout": 60, "wrapup_seconds": 0,
+                       "pause_after_missed": 0, "stats_window_days": 1}
 QUEUE_DEFAULTS = {"announce_position": False, "max_wait": 300, "max_length": 0, "callback_allowed": False,
                   "callback_key": "1"}
 MENU_DEFAULTS = {"timeout_seconds": 5, "max_invalid": 3, "direct_dial": True}
@@ -146,7 +147,8 @@ def _document(session: Session, tid: int, with_secrets: bool, pending: bool) -> 
             "name": d.name, "extension": d.extension,
             "strategy": getattr(d.strategy, "value", d.strategy), "ring_seconds": d.ring_seconds,
             "no_answer_timeout": d.no_answer_timeout, "no_answer": target(read_target(d, "no_answer")),
-            "wrapup_seconds": d.wrapup_seconds, "queue": queue or None, "members": members or None,
+            "wrapup_seconds": d.wrapup_seconds, "pause_after_missed": d.pause_after_missed,
+            "stats_window_days": d.stats_window_days, "queue": queue or None, "members": members or None,
         }, DEPARTMENT_DEFAULTS))
     doc["departments"] = out
     out = []

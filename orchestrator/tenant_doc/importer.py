@@ -176,7 +176,7 @@ class _Writer:
             dep = departments[dd["extension"]]
             dep.name = dd["name"]
             dep.strategy = Strategy(dd["strategy"])
-            for key in ("ring_seconds", "no_answer_timeout", "wrapup_seconds"):
+            for key in ("ring_seconds", "no_answer_timeout", "wrapup_seconds", "pause_after_missed", "stats_window_days"):
                 setattr(dep, key, dd[key])
             for key, value in dd["queue"].items():
                 setattr(dep, "queue_" + key, value)

@@ -21,7 +21,7 @@ TENANT_KEYS = ("name", "sip_domain", "timezone", "enabled", "max_concurrent_call
 EMPLOYEE_KEYS = ("name", "extension", "email", "role", "mobile", "forward_to_mobile_after", "ring_seconds",
                  "outbound_caller_id", "logged_in", "voicemail", "sip_password")
 DEPARTMENT_KEYS = ("name", "extension", "strategy", "ring_seconds", "no_answer_timeout", "no_answer",
-                   "wrapup_seconds", "queue", "members")
+                   "wrapup_seconds", "pause_after_missed", "stats_window_days", "queue", "members")
 QUEUE_KEYS = ("music", "announcement", "announce_position", "max_wait", "max_length", "callback_allowed",
               "callback_key")
 MEMBER_KEYS = ("employee", "order", "weight", "escalation_offset")
@@ -189,6 +189,8 @@ def _department(c: Checker, p: str, d: dict) -> dict[str, Any]:
         "no_answer_timeout": c.integer(d, "no_answer_timeout", p, 60, minimum=1, maximum=86400),
         "no_answer": _target(c, d, "no_answer", p),
         "wrapup_seconds": c.integer(d, "wrapup_seconds", p, 0, minimum=0, maximum=3600),
+        "pause_after_missed": c.integer(d, "pause_after_missed", p, 0, minimum=0, maximum=100),
+        "stats_window_days": c.integer(d, "stats_window_days", p, 1, minimum=1, maximum=31),
         "queue": queue, "members": members,
     }
 

@@ -1,0 +1,95 @@
+"""The members adapter: the core's member requests -> the Redis agent store (and back).
+
+``LookupMembers`` / ``ReserveMembers`` are answered at once with the core events
+``MembersSeen`` / ``MembersReserved``; ``EndOffers`` ends offers in Redis (wrap-up,
+statistics, miss streaks and automatic pauses) and writes missed offers to the database.
+
+When Redis is unreachable a call is never refused for it: members are rung in the
+strategy's order without the cross-process guarantee (logged), and the offers that could
+not be written simply do not exist; a lease written before the outage expires by itself.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Protocol
+
+import redis
+
+from orchestrator.core.actions import (
+    MISSED_RESULTS,
+    PAUSING_RESULTS,
+    CallInfo,
+    EndOffers,
+    LookupMembers,
+    MembersReserved,
+    MembersSeen,
+    ReserveMembers,
+)
+from orchestrator.core.strategy import MemberView
+from orchestrator.db.queries import Miss
+from orchestrator.store.agents import AgentStore, Release
+
+log = logging.getLogger("orchestrator.members")
+
+
+class MissRecorder(Protocol):
+    def missed_offers(self, tenant_id: int, call: CallInfo, department_id: int, ended_ms: int, misses: list[Miss]) -> None: ...
+
+
+def utc_days(now_ms: int, count: int) -> list[str]:
+    """``count`` UTC day names (yyyymmdd) ending today: the statistics window."""
+    return [time.strftime("%Y%m%d", time.gmtime(now_ms / 1000 - 86400 * i)) for i in range(max(1, count))]
+
+
+class MemberOffers:
+    def __init__(self, agents: AgentStore, recorder: MissRecorder | None, clock: Callable[[], int]) -> None:
+        self.agents = agents
+        self.recorder = recorder
+        self.clock = clock
+
+    def lookup(self, tenant_id: int, action: LookupMembers) -> MembersSeen:
+        try:
+            states = self.agents.states(tenant_id, action.employee_ids, utc_days(self.clock(), action.window_days))
+            last = self.agents.last_answered(tenant_id, action.department_id)
+        except redis.RedisError as exc:
+            log.warning("tenant %d: members' state unavailable (%s); configured order used", tenant_id, exc)
+            return MembersSeen(action.request_id)
+        views = {e: MemberView(e, s.last_end_ms, s.calls_today, s.talk_ms_today) for e, s in states.items()}
+        return MembersSeen(action.request_id, views, last)
+
+    def reserve(self, tenant_id: int, call_uuid: str, action: ReserveMembers) -> MembersReserved:
+        try:
+            _, statuses = self.agents.reserve(tenant_id, call_uuid, action.department_id, action.candidates, action.want)
+        except redis.RedisError as exc:
+            log.warning("tenant %d call %s: Redis unavailable (%s); ringing without offer protection", tenant_id, call_uuid, exc)
+            statuses = {e: ("offered" if i < action.want else "skipped") for i, e in enumerate(action.candidates)}
+        return MembersReserved(action.request_id, statuses)
+
+    def renew(self, tenant_id: int, call_uuid: str, held: tuple[int, ...]) -> None:
+        try:
+            self.agents.renew(tenant_id, call_uuid, held)
+        except redis.RedisError as exc:
+            log.warning("tenant %d call %s: could not renew member offers: %s", tenant_id, call_uuid, exc)
+
+    def end(self, tenant_id: int, call: CallInfo, action: EndOffers) -> list[int]:
+        """End the offers; returns members paused by these misses."""
+        releases = []
+        for e in action.ends:
+            outcome = "answered" if e.result == "answered" else "missed" if e.result in PAUSING_RESULTS else "free"
+            releases.append(Release(e.employee_id, outcome, action.wrapup_ms, e.talk_ms, action.pause_after))
+        now = self.clock()
+        try:
+            paused = self.agents.release(tenant_id, call.uuid, action.department_id, releases, utc_days(now, 1)[0])
+        except redis.RedisError as exc:
+            log.warning("tenant %d call %s: could not end member offers (their leases expire): %s", tenant_id, call.uuid, exc)
+            paused = []
+        for emp in paused:
+            log.info("tenant %d: member %d paused after %d missed offers", tenant_id, emp, action.pause_after)
+        misses = [Miss(e.employee_id, e.result, e.rang_ms, e.employee_id in paused) for e in action.ends if e.result in MISSED_RESULTS]
+        if misses and self.recorder is not None:
+            try:
+                self.recorder.missed_offers(tenant_id, call, action.department_id, now, misses)
+            except Exception as exc:  # noqa: BLE001 - history must not break the call
+                log.error("tenant %d call %s: could not record missed offers: %s", tenant_id, call.uuid, exc)
+        return paused

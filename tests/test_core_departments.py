@@ -1,0 +1,242 @@
+"""Department strategies, offers and their ends, through the call-flow core alone.
+
+Members' live state comes from ``member_fake.Members`` (the same answers the Redis
+adapter gives); the clock is fake, in milliseconds.
+"""
+from __future__ import annotations
+
+import itertools
+import random
+import re
+from collections import Counter
+
+import pytest
+
+from orchestrator.core import callflow
+from orchestrator.core.actions import AppCompleted, Bridged, CallInfo, EndOffers, Execute, Finished, HungUp, LookupMembers, Unbridged
+from orchestrator.core.model import Department, Employee, Member, PhoneNumber, Strategy, Target, TargetKind, TenantSnapshot, VoicemailBox
+from orchestrator.core.plan import Policy
+from orchestrator.core.strategy import MemberView, order
+from member_fake import Members, at, step
+
+POLICY = Policy(recordings_dir="/rec")
+T0 = 1_790_000_000_000
+NUMBER = "+74950000001"
+
+
+def snap(strategy: Strategy, members=None, **dep) -> TenantSnapshot:
+    employees = {i: Employee(i, "E%d" % i, str(100 + i)) for i in range(1, 7)}
+    employees[6] = Employee(6, "E6", "106", logged_in=False)
+    members = members or tuple(Member(i, order=i) for i in range(1, 7))
+    fields = dict(ring_seconds=10, no_answer_timeout=60, no_answer_target=Target(TargetKind.VOICEMAIL, 5))
+    fields.update(dep)
+    department = Department(10, "Sales", "200", strategy, members=members, **fields)
+    return TenantSnapshot(
+        7, "Demo", "demo.pbx.local", employees=employees, departments={10: department},
+        numbers={NUMBER: PhoneNumber(NUMBER, work_target=Target(TargetKind.DEPARTMENT, 10))},
+        voicemail_boxes={5: VoicemailBox(5, "Box")},
+    )
+
+
+def ctx(s: TenantSnapshot, now: int = T0, seed: int = 1) -> callflow.Context:
+    counter = itertools.count(1)
+    return callflow.Context(s, POLICY, now, lambda: "id%d" % next(counter), random.Random(seed).random)
+
+
+def call(uuid: str = "c1") -> CallInfo:
+    return CallInfo(uuid, "public", NUMBER, "+78120000000")
+
+
+def bridge_of(d: callflow.Decision) -> Execute:
+    (b,) = [a for a in d.actions if isinstance(a, Execute) and a.wait]
+    return b
+
+
+def legs(dial: str) -> list[tuple[str, int, int]]:
+    """(extension, leg_delay_start, leg_timeout) of each leg of a dial string."""
+    out = []
+    for m in re.finditer(r"\[([^\]]*)\]user/(\d+)@", dial):
+        opts = dict(kv.split("=", 1) for kv in m.group(1).split(","))
+        out.append((m.group(2), int(opts.get("leg_delay_start", 0)), int(opts["leg_timeout"])))
+    return out
+
+
+def no_answer(app_id: str, leg_causes: str, cause: str = "NO_ANSWER") -> AppCompleted:
+    return AppCompleted(app_id, "bridge", "_none_", {
+        "originate_disposition": cause, "originate_failed_cause": cause, "originate_causes": leg_causes})
+
+
+def results(members: Members) -> list[tuple[int, str]]:
+    return [(e.employee_id, e.result) for e in members.ended]
+
+
+# ------------------------------------------------------------------ parallel shapes
+
+
+@pytest.mark.parametrize("strategy, expected", [
+    (Strategy.RING_ALL, [("101", 0, 10), ("102", 0, 10), ("103", 0, 10), ("104", 0, 10), ("105", 0, 10)]),
+    (Strategy.INCREASING, [("101", 0, 60), ("102", 10, 60), ("103", 20, 60), ("104", 30, 60), ("105", 40, 60)]),
+])
+def test_parallel_strategies_ring_everyone_with_one_bridge(strategy, expected):
+    s = snap(strategy)
+    c = ctx(s)
+    d = Members().drive(callflow.start(call(), c), c)
+    assert legs(bridge_of(d).arg) == expected  # 106 is logged out: never rung
+
+
+def test_escalation_reference_case_managers_then_head_then_administrator():
+    # Managers 1-3 at 0 s; head of sales (4) added at 10 s; administrator (5) at 30 s;
+    # everyone keeps ringing until the department's 60 s are over.
+    members = (Member(1), Member(2), Member(3), Member(4, escalation_offset=10), Member(5, escalation_offset=30))
+    s = snap(Strategy.ESCALATION, members)
+    c = ctx(s)
+    d = Members().drive(callflow.start(call(), c), c)
+    assert legs(bridge_of(d).arg) == [("101", 0, 60), ("102", 0, 60), ("103", 0, 60), ("104", 10, 60), ("105", 30, 60)]
+    assert "call_timeout=62" in bridge_of(d).arg
+
+
+def test_increasing_leaves_no_gap_for_a_busy_member():
+    s = snap(Strategy.INCREASING)
+    c = ctx(s)
+    d = Members(busy={2}).drive(callflow.start(call(), c), c)
+    assert legs(bridge_of(d).arg) == [("101", 0, 60), ("103", 10, 60), ("104", 20, 60), ("105", 30, 60)]
+
+
+def test_ring_all_winner_keeps_the_offer_until_the_talk_ends_then_wrap_up():
+    s = snap(Strategy.RING_ALL, wrapup_seconds=7)
+    c = ctx(s)
+    m = Members()
+    d = m.drive(callflow.start(call(), c), c)
+    d = step(m, d.state, Bridged("id4"), at(c, T0 + 3000, m))  # id4 = leg of 103
+    assert sorted(results(m)) == [(1, "lost_race"), (2, "lost_race"), (4, "lost_race"), (5, "lost_race")]
+    assert m.offers == {3: "c1"}  # still held while talking
+    d = step(m, d.state, Unbridged(), at(c, T0 + 63_000, m))
+    (end,) = [a for a in d.actions if isinstance(a, EndOffers)]
+    assert end.wrapup_ms == 7000 and end.ends[0].talk_ms == 60_000 and end.ends[0].result == "answered"
+    assert m.offers == {} and m.wrapup_until[3] == T0 + 70_000
+    # Another call at 69.999 s skips 103 (wrap-up), at 70 s takes it again.
+    c2 = ctx(s, T0 + 69_999)
+    m.now_ms = T0 + 69_999
+    d2 = m.drive(callflow.start(call("c2"), c2), c2)
+    assert "103" not in [leg[0] for leg in legs(bridge_of(d2).arg)]
+    m.offers.clear()
+    m.now_ms = T0 + 70_000
+    d3 = m.drive(callflow.start(call("c3"), ctx(s, T0 + 70_000)), ctx(s, T0 + 70_000))
+    assert "103" in [leg[0] for leg in legs(bridge_of(d3).arg)]
+
+
+def test_failed_ring_all_records_each_members_result_and_pauses_after_n_misses():
+    s = snap(Strategy.RING_ALL, pause_after_missed=2, members=(Member(1), Member(2), Member(3)))
+    m = Members()
+    for n, uuid in enumerate(["c1", "c2"]):
+        c = ctx(s, T0 + n * 100_000)
+        m.now_ms = c.now_ms
+        d = m.drive(callflow.start(call(uuid), c), c)
+        b = bridge_of(d)
+        l1, l2, l3 = re.findall(r"origination_uuid=([^,\]]+)", b.arg)
+        # 101 rang out, 102 refused (486), 103 is not registered (no channel: no entry).
+        causes = "ARRAY::%s;ALLOTTED_TIMEOUT|:%s;USER_BUSY" % (l1, l2)
+        d = step(m, d.state, no_answer(b.app_id, causes, "USER_BUSY"), at(c, c.now_ms + 10_000, m))
+    assert results(m) == [(1, "no_answer"), (2, "busy"), (3, "unregistered")] * 2
+    assert [e.rang_ms for e in m.ended[:2]] == [10_000, 10_000]
+    assert m.paused == {1, 2}  # unregistered phones are recorded but do not pause
+    assert m.offers == {}
+
+
+def test_caller_hanging_up_while_ringing_releases_everyone_without_a_miss():
+    s = snap(Strategy.RING_ALL)
+    c = ctx(s)
+    m = Members()
+    d = m.drive(callflow.start(call(), c), c)
+    d = step(m, d.state, HungUp("ORIGINATOR_CANCEL"), at(c, T0 + 2000, m))
+    assert isinstance(d.actions[-1], Finished)
+    assert {r for _, r in results(m)} == {"cancelled"} and m.offers == {}
+
+
+def test_everyone_busy_goes_to_the_no_answer_target_at_once():
+    s = snap(Strategy.RING_ALL)
+    c = ctx(s)
+    m = Members(busy={1, 2}, paused={3}, wrapup_until={4: T0 + 1}, offers={5: "other-call"})
+    d = m.drive(callflow.start(call(), c), c)
+    assert bridge_of(d).app == "playback"  # the voicemail greeting
+    assert any("nobody available" in r for r in d.state.route)
+
+
+# ------------------------------------------------------------------ hunt shapes
+
+
+def test_one_by_one_rings_each_member_in_turn_for_their_ring_time():
+    s = snap(Strategy.ONE_BY_ONE, no_answer_timeout=25)
+    c = ctx(s)
+    m = Members(busy={2})
+    d = m.drive(callflow.start(call(), c), c)
+    assert legs(bridge_of(d).arg) == [("101", 0, 10)]
+    b = bridge_of(d)
+    lid = re.search(r"origination_uuid=([^,\]]+)", b.arg).group(1)
+    d = step(m, d.state, no_answer(b.app_id, "%s;ALLOTTED_TIMEOUT" % lid), at(c, T0 + 10_000, m))
+    # 102 is busy: skipped without ringing; 103 rings for the 10 s... then only 5 s remain.
+    assert legs(bridge_of(d).arg) == [("103", 0, 10)]
+    b = bridge_of(d)
+    d = step(m, d.state, no_answer(b.app_id, "x;NO_ANSWER"), at(c, T0 + 20_000, m))
+    assert legs(bridge_of(d).arg) == [("104", 0, 5)]
+    b = bridge_of(d)
+    d = step(m, d.state, no_answer(b.app_id, "x;NO_ANSWER"), at(c, T0 + 25_000, m))
+    assert bridge_of(d).app == "playback"  # 25 s are over: voicemail
+    assert results(m) == [(1, "no_answer"), (3, "no_answer"), (4, "no_answer")]
+
+
+def test_one_by_one_starts_over_while_time_remains():
+    s = snap(Strategy.ONE_BY_ONE, members=(Member(1, order=1), Member(2, order=2)), no_answer_timeout=60)
+    c = ctx(s)
+    m = Members()
+    d = m.drive(callflow.start(call(), c), c)
+    rung = []
+    for t in range(1, 5):
+        b = bridge_of(d)
+        rung.append(legs(b.arg)[0][0])
+        d = step(m, d.state, no_answer(b.app_id, "x;NO_ANSWER"), at(c, T0 + t * 10_000, m))
+    assert rung == ["101", "102", "101", "102"]
+
+
+def test_hunt_over_unregistered_phones_does_not_spin():
+    s = snap(Strategy.ONE_BY_ONE, members=(Member(1, order=1), Member(2, order=2)))
+    c = ctx(s)
+    m = Members()
+    d = m.drive(callflow.start(call(), c), c)
+    for _ in range(2):
+        b = bridge_of(d)
+        d = step(m, d.state, no_answer(b.app_id, "", "USER_NOT_REGISTERED"), c)
+    assert bridge_of(d).app == "playback"
+    assert results(m) == [(1, "unregistered"), (2, "unregistered")]
+
+
+@pytest.mark.parametrize("strategy, views, last, expected_first", [
+    (Strategy.ROUND_ROBIN, {}, 2, "103"),
+    (Strategy.ROUND_ROBIN, {}, 5, "101"),
+    (Strategy.LONGEST_IDLE, {1: MemberView(1, last_end_ms=500), 2: MemberView(2, last_end_ms=100), 3: MemberView(3, last_end_ms=300),
+                             4: MemberView(4, last_end_ms=900), 5: MemberView(5, last_end_ms=400)}, None, "102"),
+    (Strategy.LEAST_TALK_TIME, {i: MemberView(i, talk_ms=1000 * (6 - i)) for i in range(1, 6)}, None, "105"),
+    (Strategy.FEWEST_CALLS, {i: MemberView(i, calls=abs(3 - i)) for i in range(1, 6)}, None, "103"),
+])
+def test_state_ordered_strategies_look_members_up_first(strategy, views, last, expected_first):
+    s = snap(strategy)
+    c = ctx(s)
+    m = Members(views=views, last_answered=last)
+    d = m.drive(callflow.start(call(), c), c)
+    (lookup,) = [a for a in d.actions if isinstance(a, LookupMembers)]
+    assert lookup.employee_ids == (1, 2, 3, 4, 5) and lookup.window_days == 1
+    assert legs(bridge_of(d).arg)[0][0] == expected_first
+
+
+def test_weighted_gives_priority_8_proportionally_more_calls_than_5():
+    dep = Department(10, "S", "200", Strategy.WEIGHTED, members=(Member(1, weight=8), Member(2, weight=5)))
+    rand = random.Random(42).random
+    first = Counter(order(dep, dep.members, {}, None, rand)[0].employee_id for _ in range(13_000))
+    assert abs(first[1] / 13_000 - 8 / 13) < 0.015
+
+
+def test_random_uses_every_member_first_sometimes():
+    dep = Department(10, "S", "200", Strategy.RANDOM, members=tuple(Member(i) for i in range(1, 5)))
+    rand = random.Random(7).random
+    first = Counter(order(dep, dep.members, {}, None, rand)[0].employee_id for _ in range(4000))
+    assert set(first) == {1, 2, 3, 4} and min(first.values()) > 850
