@@ -51,7 +51,7 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     recorder = DbRecorder(app.db.session_factory, wiring.run_in_threadpool, wiring.voicemail_notifier(settings, app.redis))
-    handler = CallHandler(app.cache, app.calls, recorder, app.policy, MemberOffers(app.agents, recorder, _now_ms))
+    handler = CallHandler(app.cache, app.calls, recorder, app.policy, MemberOffers(app.agents, recorder, _now_ms, wiring.spawn_background))
     server = OutboundServer(settings.listen_host, settings.listen_port, handler, settings.esl_command_timeout_ms / 1000.0, WANTED_EVENTS)
     try:
         server.start()

@@ -43,10 +43,19 @@ def utc_days(now_ms: int, count: int) -> list[str]:
 
 
 class MemberOffers:
-    def __init__(self, agents: AgentStore, recorder: MissRecorder | None, clock: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        agents: AgentStore,
+        recorder: MissRecorder | None,
+        clock: Callable[[], int],
+        background: Callable[[Callable[[], None]], None] = lambda fn: fn(),
+    ) -> None:
         self.agents = agents
         self.recorder = recorder
         self.clock = clock
+        # Runs the missed-offer insert without holding up the call: the next member
+        # is rung while the row is written (the wiring passes a greenlet spawn).
+        self.background = background
 
     def lookup(self, tenant_id: int, action: LookupMembers) -> MembersSeen:
         try:
@@ -88,8 +97,13 @@ class MemberOffers:
             log.info("tenant %d: member %d paused after %d missed offers", tenant_id, emp, action.pause_after)
         misses = [Miss(e.employee_id, e.result, e.rang_ms, e.employee_id in paused) for e in action.ends if e.result in MISSED_RESULTS]
         if misses and self.recorder is not None:
-            try:
-                self.recorder.missed_offers(tenant_id, call, action.department_id, now, misses)
-            except Exception as exc:  # noqa: BLE001 - history must not break the call
-                log.error("tenant %d call %s: could not record missed offers: %s", tenant_id, call.uuid, exc)
+            recorder = self.recorder
+
+            def write() -> None:
+                try:
+                    recorder.missed_offers(tenant_id, call, action.department_id, now, misses)
+                except Exception as exc:  # noqa: BLE001 - history must not break the call
+                    log.error("tenant %d call %s: could not record missed offers: %s", tenant_id, call.uuid, exc)
+
+            self.background(write)
         return paused

@@ -32,6 +32,13 @@ def run_in_threadpool(fn: Callable[..., T], *args: Any) -> T:
     return gevent.get_hub().threadpool.apply(fn, args)
 
 
+def spawn_background(fn: Callable[[], None]) -> None:
+    """Run ``fn`` in its own greenlet (it must log its own errors)."""
+    import gevent
+
+    gevent.spawn(fn)
+
+
 def redis_client(url: str) -> redis.Redis:
     """A Redis client that rides out a restart: short timeouts, a few quick retries."""
     return redis.Redis.from_url(

@@ -203,6 +203,10 @@ class Release:
     pause_after: int = 0
 
 
+def _s(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _int(value: object) -> int:
     try:
         return int(value)  # type: ignore[call-overload]
@@ -236,7 +240,7 @@ class AgentStore:
         keys.append(offers_key(tenant_id))
         out = self._reserve(keys=keys, args=[call_uuid, self.lease_ms, want, department_id, *candidates])
         now = _int(out[0])
-        return now, {emp: (st.decode() if isinstance(st, bytes) else str(st)) for emp, st in zip(candidates, out[1:])}
+        return now, {emp: _s(st) for emp, st in zip(candidates, out[1:])}
 
     def renew(self, tenant_id: int, call_uuid: str, employee_ids: Iterable[int]) -> int:
         ids = list(employee_ids)
@@ -296,8 +300,8 @@ class AgentStore:
         per_day = out[2 * len(employee_ids):]
         result: dict[int, MemberState] = {}
         for i, emp in enumerate(employee_ids):
-            raw: Mapping[bytes, bytes] = out[2 * i]
-            h = {k.decode(): v.decode() for k, v in raw.items()}
+            raw: Mapping[object, object] = out[2 * i]
+            h = {_s(k): _s(v) for k, v in raw.items()}
             result[emp] = MemberState(
                 employee_id=emp,
                 offer=h.get("offer", ""),
@@ -318,5 +322,5 @@ class AgentStore:
 
     def offers(self, tenant_id: int) -> dict[int, int]:
         """Employee id -> offer lease expiry (ms) of every offer held in the tenant."""
-        rows: list[tuple[bytes, float]] = self.r.zrange(offers_key(tenant_id), 0, -1, withscores=True)  # type: ignore[assignment]
+        rows: list[tuple[object, float]] = self.r.zrange(offers_key(tenant_id), 0, -1, withscores=True)  # type: ignore[assignment]
         return {_int(k): int(v) for k, v in rows}

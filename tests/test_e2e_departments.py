@@ -1,0 +1,219 @@
+"""Department strategies end to end: simulated FreeSWITCH (our dialplan, the ESL wire)
+-> a real ``pbx-orchestrator`` process -> real PostgreSQL and Redis.
+
+Who rang when is read from the simulated phones (simulated seconds; FreeSWITCH's timers
+tick on whole seconds, so offsets are asserted within one second).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import redis
+from sqlalchemy import select
+
+from orchestrator.db.engine import make_engine, make_session_factory
+from orchestrator.db.history import CallRecord, MissedOffer
+from orchestrator.db.migrate import upgrade
+from orchestrator.db.models import Employee, Tenant
+from orchestrator.store.agents import AgentStore
+from orchestrator.tenant_doc import import_tenant
+from simulator import Answer, Busy, FreeSwitchSim, NoAnswer
+from test_e2e_calls import TIME_SCALE, Orchestrator, make_sim, members_start_free, wait_until  # noqa: F401 - fixture
+
+TENANT_YAML = Path(__file__).resolve().parent / "data" / "e2e" / "departments.yaml"
+DOMAIN = "dept.pbx.test"
+
+
+@pytest.fixture(scope="module")
+def e2e_redis() -> Iterator[str]:
+    from tests.conftest import REDIS_URL
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+
+
+@pytest.fixture(scope="module")
+def dept_db(pg_server_url) -> Iterator[tuple[object, int]]:
+    engine = make_engine(pg_server_url)
+    upgrade(engine)
+    factory = make_session_factory(engine)
+    with factory() as session:
+        existing = session.scalar(select(Tenant.id).where(Tenant.sip_domain == DOMAIN))
+        tenant_id = existing or import_tenant(session, TENANT_YAML.read_text(encoding="utf-8"))
+        session.commit()
+    yield factory, tenant_id
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def orchestrator(pg_server_url, dept_db, e2e_redis, tmp_path_factory) -> Iterator[Orchestrator]:
+    orch = Orchestrator(pg_server_url, e2e_redis, tmp_path_factory.mktemp("orch") / "orchestrator.log")
+    yield orch
+    orch.stop()
+
+
+@pytest.fixture
+def sim(orchestrator) -> Iterator[FreeSwitchSim]:
+    s = make_sim(orchestrator.address)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def agents(e2e_redis) -> AgentStore:
+    return AgentStore(redis.Redis.from_url(e2e_redis))
+
+
+def ids(factory, tenant_id: int) -> dict[str, int]:
+    with factory() as session:
+        return {e.extension: e.id for e in session.scalars(select(Employee).where(Employee.tenant_id == tenant_id))}
+
+
+def record(factory, uuid: str) -> CallRecord:
+    wait_until(lambda: _records(factory, uuid), what="call history row")
+    (row,) = _records(factory, uuid)
+    return row
+
+
+def _records(factory, uuid: str) -> list[CallRecord]:
+    with factory() as session:
+        return list(session.scalars(select(CallRecord).where(CallRecord.call_uuid == uuid)))
+
+
+def settle(agents: AgentStore, tenant_id: int) -> None:
+    """The previous call's offers are all over (the orchestrator handles UNBRIDGE after
+    the simulated phone hangs up; wait for it rather than racing the next call)."""
+    wait_until(lambda: agents.offers(tenant_id) == {}, what="offers released")
+
+
+def first_invite(*endpoints) -> dict[str, float]:
+    return {ep.user: min(leg.invited_at for leg in ep.legs) for ep in endpoints if ep.legs}
+
+
+def test_escalation_reference_case(sim, dept_db, agents):
+    """Managers ring at 0 s; the head of sales is added at 10 s while they keep ringing;
+    the administrator at 30 s; the administrator answers and everyone else stops."""
+    factory, tenant_id = dept_db
+    managers = [sim.add_user(ext, DOMAIN, behavior=NoAnswer()) for ext in ("301", "302", "303")]
+    head = sim.add_user("304", DOMAIN, behavior=NoAnswer())
+    admin = sim.add_user("305", DOMAIN, behavior=Answer(after=2, hangup_after=3))
+    call = sim.place_call("+74952220010").wait(timeout=30)
+    t0 = min(m.legs[0].invited_at for m in managers)
+    assert all(abs(m.legs[0].invited_at - t0) < 0.2 for m in managers)
+    assert 10 <= head.legs[0].invited_at - t0 <= 11.2
+    assert 30 <= admin.legs[0].invited_at - t0 <= 31.2
+    answered = admin.legs[0].answered_at
+    for ep in managers + [head]:
+        (leg,) = ep.legs
+        assert leg.cause == "LOSE_RACE" and abs(leg.ended_at - answered) < 0.5  # rang until the answer
+    row = record(factory, call.uuid)
+    assert row.answered_by_employee_id == ids(factory, tenant_id)["305"]
+    settle(agents, tenant_id)
+
+
+def test_one_by_one_skips_logged_out_and_records_misses(sim, dept_db, agents):
+    factory, tenant_id = dept_db
+    six = sim.add_user("306", DOMAIN, behavior=NoAnswer())
+    nine = sim.add_user("309", DOMAIN, behavior=Answer())  # logged out
+    seven = sim.add_user("307", DOMAIN, behavior=Busy())
+    eight = sim.add_user("308", DOMAIN, behavior=Answer(after=1, hangup_after=2))
+    call = sim.place_call("+74952220020").wait(timeout=30)
+    (l6,), (l7,), (l8,) = six.legs, seven.legs, eight.legs
+    assert nine.legs == []
+    assert l6.cause == "ALLOTTED_TIMEOUT" and 5 <= l6.ended_at - l6.invited_at <= 6.2
+    assert 0 <= l7.invited_at - l6.ended_at <= 1  # next one only after the previous stopped
+    assert l7.cause == "USER_BUSY" and 0 <= l8.invited_at - l7.ended_at <= 1
+    assert l8.answered_at is not None
+    e = ids(factory, tenant_id)
+    assert record(factory, call.uuid).answered_by_employee_id == e["308"]
+    wait_until(lambda: len(_misses(factory, call.uuid)) == 2, what="missed offers written")
+    assert [(m.employee_id, m.result) for m in _misses(factory, call.uuid)] == [(e["306"], "no_answer"), (e["307"], "busy")]
+    # rang_ms is the orchestrator's (real) clock; the phones run on simulated seconds.
+    rang_real_ms = (l6.ended_at - l6.invited_at) * TIME_SCALE * 1000
+    assert abs(_misses(factory, call.uuid)[0].rang_ms - rang_real_ms) < 40
+    settle(agents, tenant_id)
+
+
+def _misses(factory, uuid: str) -> list[MissedOffer]:
+    with factory() as session:
+        return list(session.scalars(select(MissedOffer).where(MissedOffer.call_uuid == uuid).order_by(MissedOffer.id)))
+
+
+def test_unregistered_phone_is_skipped_without_waiting_and_misses_pause(sim, dept_db, agents):
+    factory, tenant_id = dept_db
+    e = ids(factory, tenant_id)
+    six = sim.add_user("306", DOMAIN, behavior=NoAnswer())
+    sim.add_user("307", DOMAIN, registered=False)
+    eight = sim.add_user("308", DOMAIN, behavior=Answer(after=1, hangup_after=1))
+    for n in range(2):  # two consecutive misses of 306 pause it (pause_after_missed: 2)
+        call = sim.place_call("+74952220020").wait(timeout=30)
+        assert eight.legs[-1].invited_at - six.legs[-1].ended_at <= 1  # 307: no ring time lost
+        record(factory, call.uuid)
+        settle(agents, tenant_id)
+    assert agents.states(tenant_id, [e["306"]])[e["306"]].paused
+    assert [m.result for m in _misses(factory, call.uuid)] == ["no_answer", "unregistered"]
+    assert _misses(factory, call.uuid)[0].paused
+    call = sim.place_call("+74952220020").wait(timeout=30)
+    assert len(six.legs) == 2  # paused: not rung on the third call
+    assert record(factory, call.uuid).answered_by_employee_id == e["308"]
+    settle(agents, tenant_id)
+
+
+def test_increasing_adds_one_member_per_ring_time(sim, dept_db, agents):
+    factory, tenant_id = dept_db
+    six = sim.add_user("306", DOMAIN, behavior=NoAnswer())
+    seven = sim.add_user("307", DOMAIN, behavior=NoAnswer())
+    eight = sim.add_user("308", DOMAIN, behavior=Answer(after=1, hangup_after=1))
+    sim.place_call("+74952220030").wait(timeout=30)
+    t = first_invite(six, seven, eight)
+    assert 4 <= t["307"] - t["306"] <= 5.2 and 8 <= t["308"] - t["306"] <= 9.2
+    assert six.legs[0].cause == seven.legs[0].cause == "LOSE_RACE"  # kept ringing until 308 answered
+    settle(agents, tenant_id)
+
+
+@pytest.mark.parametrize("number, second_first", [("+74952220040", "308"), ("+74952220050", "306")])
+def test_round_robin_and_longest_idle_pick_who_starts(sim, dept_db, agents, number, second_first):
+    """Call 1: 306 is busy (486), 307 answers. Round robin starts call 2 after 307 (308);
+    longest idle starts with who has gone longest without a call (306, never)."""
+    factory, tenant_id = dept_db
+    six = sim.add_user("306", DOMAIN, behavior=Busy())
+    seven = sim.add_user("307", DOMAIN, behavior=Answer(after=1, hangup_after=1))
+    eight = sim.add_user("308", DOMAIN, behavior=Answer(after=1, hangup_after=1))
+    first = sim.place_call(number).wait(timeout=30)
+    assert record(factory, first.uuid).answered_by_employee_id == ids(factory, tenant_id)["307"]
+    settle(agents, tenant_id)
+    six.behavior = Answer(after=1, hangup_after=1)
+    before = {ep.user: len(ep.legs) for ep in (six, seven, eight)}
+    sim.place_call(number).wait(timeout=30)
+    new = {ep.user: ep.legs[before[ep.user]].invited_at for ep in (six, seven, eight) if len(ep.legs) > before[ep.user]}
+    assert min(new, key=new.get) == second_first
+    settle(agents, tenant_id)
+
+
+def test_wrap_up_keeps_the_member_out_until_it_ends(sim, dept_db, agents):
+    """One by one with wrap-up 1 s (Redis time): right after 306's call, 307 gets the next."""
+    factory, tenant_id = dept_db
+    e = ids(factory, tenant_id)
+    six = sim.add_user("306", DOMAIN, behavior=Answer(after=1, hangup_after=1))
+    seven = sim.add_user("307", DOMAIN, behavior=Answer(after=1, hangup_after=1))
+    sim.place_call("+74952220020").wait(timeout=30)
+    settle(agents, tenant_id)
+    state = agents.states(tenant_id, [e["306"]])[e["306"]]
+    assert state.wrapup_until_ms > 0
+    sim.place_call("+74952220020").wait(timeout=30)
+    assert len(six.legs) == 1 and len(seven.legs) == 1  # 306 was in wrap-up
+    settle(agents, tenant_id)
+    sec, usec = agents.r.time()
+    if sec * 1000 + usec // 1000 < state.wrapup_until_ms:
+        wait_until(lambda: _redis_ms(agents) >= state.wrapup_until_ms, what="the wrap-up to end")
+    sim.place_call("+74952220020").wait(timeout=30)
+    assert len(six.legs) == 2  # free again: first in order
+
+
+def _redis_ms(agents: AgentStore) -> int:
+    sec, usec = agents.r.time()
+    return sec * 1000 + usec // 1000
