@@ -47,6 +47,12 @@ def _hostport(env: Mapping[str, str], name: str, default: str) -> tuple[str, int
     return host or "127.0.0.1", int(port)
 
 
+def _hostports(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:
+    """A comma-separated HOST:PORT list; empty or unset is an empty tuple."""
+    items = [item.strip() for item in (env.get(name) or "").split(",") if item.strip()]
+    return tuple(_hostport({name: item}, name, item) for item in items)
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -60,6 +66,9 @@ class Settings:
     esl_host: str = "127.0.0.1"
     esl_port: int = 8021
     esl_password: str = DEFAULT_ESL_PASSWORD
+    # Presence watcher: FreeSWITCH event sockets (same password) whose channels mark
+    # department members busy. Empty: off.
+    presence_esl: tuple[tuple[str, int], ...] = ()
     # Timeouts, milliseconds.
     esl_command_timeout_ms: int = 5000
     # How external numbers are dialled: FreeSWITCH dial string with {number}.
@@ -131,6 +140,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         esl_host=esl_host,
         esl_port=esl_port,
         esl_password=env.get("PBX_ESL_PASSWORD", DEFAULT_ESL_PASSWORD),
+        presence_esl=_hostports(env, "PBX_PRESENCE_ESL"),
         esl_command_timeout_ms=_int(env, "PBX_ESL_TIMEOUT_MS", base.esl_command_timeout_ms),
         external_dial_template=env.get("PBX_EXTERNAL_DIAL_TEMPLATE", base.external_dial_template),
         recordings_dir=env.get("PBX_RECORDINGS_DIR", base.recordings_dir),

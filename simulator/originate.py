@@ -118,6 +118,16 @@ def create_leg(sim: FreeSwitchSim, spec: LegSpec, caller: Channel | None) -> Leg
     leg.ch = ch
     contact = "%s@%s" % (dest, ep.contact_host) if ep else dest
     ch.set_vars(sofia_outbound_vars(ch, dest, contact, caller, sim.fs_host))
+    if spec.target.startswith("user/"):
+        # mod_dptools.c user_outgoing_channel() (1.10): the new leg's variables get
+        # dialed_user (the directory user id), dialed_domain and, unless the directory's
+        # dial-string sets one, presence_id=<user>@<domain>; the calling channel also gets
+        # dialed_user / dialed_domain (to expand the dial-string). Explicit [presence_id=]
+        # leg variables below still win, as they do in FreeSWITCH.
+        domain = spec.target.partition("@")[2] or sim.default_domain
+        ch.set_vars([("dialed_user", dest), ("dialed_domain", domain), ("presence_id", "%s@%s" % (dest, domain))])
+        if caller is not None:
+            caller.set_vars([("dialed_user", dest), ("dialed_domain", domain)])
     if caller is not None:
         ch.link(caller, "originator")
         ch.set_var("call_uuid", caller.uuid)
