@@ -29,12 +29,16 @@ from orchestrator.core.actions import (
     Finished,
     Hangup,
     HungUp,
+    BreakHold,
     EndOffers,
+    JoinQueue,
+    LeaveQueue,
     Log,
     LookupMembers,
     ReserveMembers,
     StoreVoicemail,
     Unbridged,
+    Wake,
 )
 from orchestrator.core.plan import Policy
 from orchestrator.core.routing import find_tenant
@@ -42,6 +46,9 @@ from orchestrator.errors import CallGone, EslTimeout
 from orchestrator.esl import wire
 from orchestrator.esl.session import DISCONNECTED, LINGERING, CallSession
 from orchestrator.member_offers import MemberOffers
+from orchestrator.member_wakeups import Wakeups
+
+MEMBERS_FREED = "members-freed"  # put in the call's event queue by the wake-up listener
 from orchestrator.store.redis_store import CallStore
 from orchestrator.store.routing_cache import RoutingCache
 
@@ -107,7 +114,9 @@ class CallHandler:
     recorder: CallRecorder
     policy: Policy
     members: MemberOffers
+    wakeups: Wakeups = field(default_factory=Wakeups)
     clock: Callable[[], int] = _now_ms
+    hold_check_ms: int = 1000  # a caller on hold looks for a member at least this often
     max_call_ms: int = 6 * 3600 * 1000
     linger_wait_s: float = 10.0
     stats: dict[str, int] = field(default_factory=lambda: {"calls": 0, "errors": 0})
@@ -150,6 +159,8 @@ class _CallRun:
         prefix = uuidlib.uuid4().hex[:12]
         self.new_id = lambda: "%s-%s-%04d" % (call.uuid[:8] or "call", prefix, next(counter))
         self.extra = {"call_uuid": call.uuid, "tenant_id": "-"}
+        self.on_hold = False
+        self._freed = lambda: self.session.events.put(MEMBERS_FREED)
 
     def log(self, level: int, message: str, *args: object, **fields: object) -> None:
         extra = dict(self.extra)
@@ -172,7 +183,7 @@ class _CallRun:
         ctx = callflow.Context(snapshot, h.policy, h.clock(), self.new_id)
         self.snapshot = snapshot
         self.log(logging.INFO, "call from %s to %s (%s)", self.call.caller_number, self.call.destination, self.call.entry)
-        state = self.settle(callflow.start(self.call, ctx, admitted=admitted, refusal=refusal))
+        state = self._hold_changed(self.settle(callflow.start(self.call, ctx, admitted=admitted, refusal=refusal)))
         deadline = self.started_ms + h.max_call_ms
         renew_every_ms = max(1000, min(h.calls.lease_ms, h.members.agents.lease_ms) // 3)
         last_renew = h.clock()
@@ -180,8 +191,9 @@ class _CallRun:
             now = h.clock()
             if now - last_renew >= renew_every_ms:
                 self._renew()
-                if state.offer is not None and state.offer.held and self.tenant_id is not None:
-                    h.members.renew(self.tenant_id, self.call.uuid, state.offer.held)
+                offer = state.offer
+                if offer is not None and (offer.held or offer.waiting) and self.tenant_id is not None:
+                    h.members.renew(self.tenant_id, self.call.uuid, offer.held, offer.department_id if offer.since_ms else None)
                 last_renew = now
             if self.finished is not None and now - self.finished_ms > h.linger_wait_s * 1000:
                 self.log(logging.WARNING, "no CHANNEL_HANGUP_COMPLETE %.0f s after the call ended; closing", h.linger_wait_s)
@@ -190,11 +202,19 @@ class _CallRun:
                 self.log(logging.ERROR, "call exceeded %d ms; hanging up", h.max_call_ms)
                 self.settle(callflow.Decision(state, (Hangup("ALLOTTED_TIMEOUT"),)))
                 deadline = now + 60_000
+            wait_s = min(renew_every_ms / 1000.0, h.linger_wait_s)
+            if self.on_hold:
+                wait_s = min(wait_s, h.hold_check_ms / 1000.0)
             try:
-                item = self.session.events.get(timeout=min(renew_every_ms / 1000.0, h.linger_wait_s))
+                item = self.session.events.get(timeout=wait_s)
             except gevent.queue.Empty:
+                if self.on_hold:  # the periodic check: the queue's time limit, lost notices
+                    state = self._hold_changed(self.settle(callflow.handle(state, Wake(), self._ctx())))
                 continue
             ctx = callflow.Context(snapshot, h.policy, h.clock(), self.new_id)
+            if item == MEMBERS_FREED:
+                state = self._hold_changed(self.settle(callflow.handle(state, Wake(freed=True), ctx)))
+                continue
             if item == LINGERING:
                 continue
             if item == DISCONNECTED:
@@ -210,7 +230,21 @@ class _CallRun:
             event = core_event(item)
             if event is None:
                 continue
-            state = self.settle(callflow.handle(state, event, ctx))
+            state = self._hold_changed(self.settle(callflow.handle(state, event, ctx)))
+
+    def _ctx(self) -> callflow.Context:
+        return callflow.Context(self.snapshot, self.h.policy, self.h.clock(), self.new_id)
+
+    def _hold_changed(self, state: callflow.CallState) -> callflow.CallState:
+        """Listen for free members while the caller is on hold (and only then)."""
+        on_hold = state.offer is not None and state.offer.waiting and state.offer.pending is None
+        if on_hold != self.on_hold and self.tenant_id is not None:
+            if on_hold:
+                self.h.wakeups.register(self.tenant_id, self._freed)
+            else:
+                self.h.wakeups.unregister(self.tenant_id, self._freed)
+            self.on_hold = on_hold
+        return state
 
     def settle(self, decision: callflow.Decision) -> callflow.CallState:
         """Carry out a decision's actions; member requests are answered at once and
@@ -231,6 +265,15 @@ class _CallRun:
         """Carry out one action; a member request returns the core event answering it."""
         if isinstance(action, (LookupMembers, ReserveMembers, EndOffers)):
             return self._members(action)
+        if isinstance(action, (JoinQueue, LeaveQueue)):
+            if self.tenant_id is not None:
+                self.h.members.queue(self.tenant_id, self.call.uuid, action)
+            return None
+        if isinstance(action, BreakHold):
+            # P07b/P07c: uuid_break <own uuid> all from the call's own socket ends the hold
+            # music; its EXECUTE_COMPLETE follows and the core sends the bridge then.
+            self._send(functools.partial(self.session.send, "api uuid_break %s all" % self.call.uuid), "uuid_break")
+            return None
         if isinstance(action, Execute):
             self._send(functools.partial(self.session.execute, action.app, action.arg, action.app_id), action.app)
         elif isinstance(action, Hangup):
@@ -305,6 +348,9 @@ class _CallRun:
             self.log(logging.WARNING, "could not renew the call's lease: %s", exc)
 
     def release(self) -> None:
+        if self.on_hold and self.tenant_id is not None:
+            self.h.wakeups.unregister(self.tenant_id, self._freed)
+            self.on_hold = False
         if self.admitted and self.tenant_id is not None:
             try:
                 self.h.calls.release(self.tenant_id, self.call.uuid)

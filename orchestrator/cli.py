@@ -6,6 +6,12 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the entry point imports (and monkey-patches) before loading these
+    from orchestrator.config import Settings
+    from orchestrator.presence import PresenceWatcher
+    from orchestrator.wiring import Orchestrator
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -31,6 +37,7 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
     from orchestrator.call_handler import WANTED_EVENTS, CallHandler, _now_ms
     from orchestrator.db_recorder import DbRecorder
     from orchestrator.member_offers import MemberOffers
+    from orchestrator.member_wakeups import Wakeups
     from orchestrator.errors import ConfigError
     from orchestrator.esl.outbound import OutboundServer
 
@@ -51,7 +58,10 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     recorder = DbRecorder(app.db.session_factory, wiring.run_in_threadpool, wiring.voicemail_notifier(settings, app.redis))
-    handler = CallHandler(app.cache, app.calls, recorder, app.policy, MemberOffers(app.agents, recorder, _now_ms, wiring.spawn_background))
+    members = MemberOffers(app.agents, recorder, _now_ms, wiring.spawn_background, gevent.spawn_later)
+    wakeups = Wakeups(app.redis)
+    wakeups.start()
+    handler = CallHandler(app.cache, app.calls, recorder, app.policy, members, wakeups)
     server = OutboundServer(settings.listen_host, settings.listen_port, handler, settings.esl_command_timeout_ms / 1000.0, WANTED_EVENTS)
     try:
         server.start()
@@ -63,14 +73,35 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
         app.cache.index()
     except Exception as exc:  # noqa: BLE001 - a cold cache is not fatal
         log.warning("could not warm the routing cache: %s", exc)
+    watchers = start_presence_watchers(settings, app)
     print("pbx-orchestrator listening on %s:%d" % server.address, flush=True)
     stopping = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stopping.set)
     gevent.signal_handler(signal.SIGINT, stopping.set)
     stopping.wait()
     log.info("stopping: no new calls; %d running call(s) get %.0f s to finish", server.active, args.drain_seconds)
+    for watcher in watchers:
+        watcher.stop()
     server.stop(timeout=args.drain_seconds)
     return 0
+
+
+def start_presence_watchers(settings: Settings, app: Orchestrator) -> list[PresenceWatcher]:
+    """One presence watcher greenlet per PBX_PRESENCE_ESL server (none when it is empty)."""
+    import gevent
+
+    from orchestrator import presence
+    from orchestrator.esl.inbound import InboundClient
+
+    watchers = []
+    for host, port in settings.presence_esl:
+        client = InboundClient(host, port, settings.esl_password, events=presence.EVENTS, reconnect=False,
+                               command_timeout=settings.esl_command_timeout_ms / 1000.0)
+        watcher = presence.PresenceWatcher(client, app.agents, app.cache)
+        gevent.spawn(watcher.run)
+        watchers.append(watcher)
+        logging.getLogger("orchestrator").info("presence watcher for FreeSWITCH at %s:%d", host, port)
+    return watchers
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,8 @@ from orchestrator.core.actions import (
     PAUSING_RESULTS,
     CallInfo,
     EndOffers,
+    JoinQueue,
+    LeaveQueue,
     LookupMembers,
     MembersReserved,
     MembersSeen,
@@ -49,6 +51,7 @@ class MemberOffers:
         recorder: MissRecorder | None,
         clock: Callable[[], int],
         background: Callable[[Callable[[], None]], None] = lambda fn: fn(),
+        later: Callable[[float, Callable[[], None]], None] | None = None,
     ) -> None:
         self.agents = agents
         self.recorder = recorder
@@ -56,6 +59,8 @@ class MemberOffers:
         # Runs the missed-offer insert without holding up the call: the next member
         # is rung while the row is written (the wiring passes a greenlet spawn).
         self.background = background
+        # Wakes waiting callers when a wrap-up ends (the wiring passes gevent.spawn_later).
+        self.later = later
 
     def lookup(self, tenant_id: int, action: LookupMembers) -> MembersSeen:
         try:
@@ -69,17 +74,37 @@ class MemberOffers:
 
     def reserve(self, tenant_id: int, call_uuid: str, action: ReserveMembers) -> MembersReserved:
         try:
-            _, statuses = self.agents.reserve(tenant_id, call_uuid, action.department_id, action.candidates, action.want)
+            _, statuses = self.agents.reserve(tenant_id, call_uuid, action.department_id, action.candidates, action.want, action.queued)
         except redis.RedisError as exc:
             log.warning("tenant %d call %s: Redis unavailable (%s); ringing without offer protection", tenant_id, call_uuid, exc)
             statuses = {e: ("offered" if i < action.want else "skipped") for i, e in enumerate(action.candidates)}
         return MembersReserved(action.request_id, statuses)
 
-    def renew(self, tenant_id: int, call_uuid: str, held: tuple[int, ...]) -> None:
+    def renew(self, tenant_id: int, call_uuid: str, held: tuple[int, ...], queue_department: int | None = None) -> None:
         try:
-            self.agents.renew(tenant_id, call_uuid, held)
+            if held:
+                self.agents.renew(tenant_id, call_uuid, held)
+            if queue_department is not None:
+                self.agents.renew_queue(tenant_id, queue_department, call_uuid)
         except redis.RedisError as exc:
             log.warning("tenant %d call %s: could not renew member offers: %s", tenant_id, call_uuid, exc)
+
+    def queue(self, tenant_id: int, call_uuid: str, action: JoinQueue | LeaveQueue) -> None:
+        try:
+            if isinstance(action, JoinQueue):
+                ahead = self.agents.join_queue(tenant_id, action.department_id, call_uuid, action.since_ms)
+                log.info("tenant %d call %s: waiting in the queue of department %d, %d ahead", tenant_id, call_uuid, action.department_id, ahead)
+            else:
+                self.agents.leave_queue(tenant_id, action.department_id, call_uuid)
+        except redis.RedisError as exc:
+            # Without Redis the caller still waits and is served by the periodic check.
+            log.warning("tenant %d call %s: queue unavailable: %s", tenant_id, call_uuid, exc)
+
+    def _announce(self, tenant_id: int) -> None:
+        try:
+            self.agents.announce_free(tenant_id)
+        except redis.RedisError as exc:
+            log.warning("tenant %d: could not announce a wrap-up end: %s", tenant_id, exc)
 
     def end(self, tenant_id: int, call: CallInfo, action: EndOffers) -> list[int]:
         """End the offers; returns members paused by these misses."""
@@ -95,6 +120,9 @@ class MemberOffers:
             paused = []
         for emp in paused:
             log.info("tenant %d: member %d paused after %d missed offers", tenant_id, emp, action.pause_after)
+        if action.wrapup_ms > 0 and self.later is not None and any(e.result == "answered" for e in action.ends):
+            # The member is free when the wrap-up ends: wake waiting callers then.
+            self.later(action.wrapup_ms / 1000.0, lambda: self._announce(tenant_id))
         misses = [Miss(e.employee_id, e.result, e.rang_ms, e.employee_id in paused) for e in action.ends if e.result in MISSED_RESULTS]
         if misses and self.recorder is not None:
             recorder = self.recorder

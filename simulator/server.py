@@ -138,6 +138,9 @@ class FreeSwitchSim:
         self.register(ch)
         ch.set_vars(sofia_inbound_vars(ch, caller_id, host, port, destination, self.fs_host))
         if domain:
+            # A registered phone's call: sofia_reg.c sofia_reg_parse_auth() puts user_name /
+            # domain_name (and the directory user's variables) on the digest-authenticated
+            # channel; sofia sets presence_id from the From user@host (transcript P01).
             ch.set_vars([("domain_name", domain), ("user_name", caller_id), ("sip_from_user", caller_id),
                           ("sip_from_host", domain), ("user_context", context),
                           ("presence_id", "%s@%s" % (caller_id, domain))])
@@ -275,6 +278,8 @@ class FreeSwitchSim:
             if length is None and "loops=-1" not in path and "L=-1" not in path:
                 return self.default_sound_length
             return length
+        if path.startswith("local_stream://"):
+            return None  # mod_local_stream: a music-on-hold stream plays until broken
         if path.startswith("silence_stream://"):
             ms = int((path[len("silence_stream://"):].split(",")[0] or "0").strip() or 0)
             return None if ms < 0 else ms / 1000.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from orchestrator.core import callflow
-from orchestrator.core.actions import EndOffers, LookupMembers, MembersReserved, MembersSeen, ReserveMembers
+from orchestrator.core.actions import EndOffers, JoinQueue, LeaveQueue, LookupMembers, MembersReserved, MembersSeen, ReserveMembers
 from orchestrator.core.strategy import MemberView
 
 
@@ -23,6 +23,7 @@ class Members:
     last_answered: int | None = None
     missed: dict[int, int] = field(default_factory=dict)
     ended: list = field(default_factory=list)  # every OfferEnd seen, in order
+    queue: dict[str, int] = field(default_factory=dict)  # waiting call -> place (since ms)
     now_ms: int = 0
 
     def status(self, emp: int, call: str) -> str:
@@ -39,6 +40,8 @@ class Members:
     def answer(self, action, call: str):
         if isinstance(action, LookupMembers):
             return MembersSeen(action.request_id, {e: self.views.get(e, MemberView(e)) for e in action.employee_ids}, self.last_answered)
+        if action.queued and self.queue and min(self.queue, key=self.queue.get) != call:
+            return MembersReserved(action.request_id, {e: "queued" for e in action.candidates})
         statuses = {}
         taken = 0
         for emp in action.candidates:
@@ -49,6 +52,8 @@ class Members:
                     taken += 1
                     self.offers[emp] = call
             statuses[emp] = st
+        if taken:
+            self.queue.pop(call, None)
         return MembersReserved(action.request_id, statuses)
 
     def end(self, action: EndOffers) -> None:
@@ -77,6 +82,10 @@ class Members:
             actions.append(action)
             if isinstance(action, EndOffers):
                 self.end(action)
+            if isinstance(action, JoinQueue):
+                self.queue.setdefault(state.call.uuid, action.since_ms)
+            if isinstance(action, LeaveQueue):
+                self.queue.pop(state.call.uuid, None)
             if isinstance(action, (LookupMembers, ReserveMembers)):
                 d = callflow.handle(state, self.answer(action, state.call.uuid), c)
                 state = d.state

@@ -240,3 +240,92 @@ def test_random_uses_every_member_first_sometimes():
     rand = random.Random(7).random
     first = Counter(order(dep, dep.members, {}, None, rand)[0].employee_id for _ in range(4000))
     assert set(first) == {1, 2, 3, 4} and min(first.values()) > 850
+
+
+# ------------------------------------------------------------------ queue (hold music)
+
+
+def queued_snap(**dep) -> TenantSnapshot:
+    from orchestrator.core.model import QueueSettings
+
+    return snap(Strategy.RING_ALL, members=(Member(1), Member(2)), queue=QueueSettings(music="local_stream://moh", max_wait=120), **dep)
+
+
+def waiting_call(m: Members, s: TenantSnapshot, uuid: str, now: int):
+    c = ctx(s, now)
+    m.now_ms = now
+    d = m.drive(callflow.start(call(uuid), c), c)
+    hold = bridge_of(d)
+    assert hold.app == "playback" and hold.arg == "local_stream://moh"
+    assert Execute("answer") in d.actions and uuid in m.queue
+    return d, hold
+
+
+def test_nobody_free_waits_on_hold_then_the_first_free_member_is_rung():
+    from orchestrator.core.actions import BreakHold, Wake
+
+    s = queued_snap()
+    m = Members(busy={1, 2})
+    d, hold = waiting_call(m, s, "c1", T0)
+    c = ctx(s, T0 + 1000)
+    d = step(m, d.state, Wake(), c)
+    assert [a for a in d.actions if isinstance(a, BreakHold)] == []  # still nobody
+    m.busy.discard(2)
+    d = step(m, d.state, Wake(freed=True), at(c, T0 + 5000, m))
+    assert BreakHold() in d.actions and m.offers == {2: "c1"}
+    d = step(m, d.state, AppCompleted(hold.app_id, "playback", "FILE PLAYED"), at(c, T0 + 5020, m))
+    assert legs(bridge_of(d).arg) == [("102", 0, 10)]
+    assert "queue: a member is free after 5 s" in d.state.route
+
+
+def test_callers_keep_their_place_in_the_queue():
+    from orchestrator.core.actions import Wake
+
+    s = queued_snap()
+    m = Members(busy={1, 2})
+    first, _ = waiting_call(m, s, "c1", T0)
+    second, _ = waiting_call(m, s, "c2", T0 + 1000)
+    m.busy.discard(1)
+    c = ctx(s, T0 + 2000)
+    d2 = step(m, second.state, Wake(freed=True), c)  # the later caller looks first...
+    assert m.offers == {} and d2.state.offer.pending is None  # ...but may not jump the queue
+    step(m, first.state, Wake(freed=True), c)
+    assert m.offers == {1: "c1"}
+
+
+def test_queue_time_limit_leads_to_the_no_answer_target():
+    from orchestrator.core.actions import BreakHold, LeaveQueue, Wake
+
+    s = queued_snap()
+    m = Members(busy={1, 2})
+    d, hold = waiting_call(m, s, "c1", T0)
+    c = at(ctx(s), T0 + 120_000, m)
+    d = step(m, d.state, Wake(), c)
+    assert LeaveQueue(10) in d.actions and BreakHold() in d.actions and m.queue == {}
+    d = step(m, d.state, AppCompleted(hold.app_id, "playback", "FILE PLAYED"), c)
+    assert bridge_of(d).arg.startswith("file_string://")  # the voicemail greeting
+    assert "queue: nobody free within 120 s" in d.state.route
+
+
+def test_member_not_answering_puts_the_caller_back_in_the_same_place():
+    from orchestrator.core.actions import Wake
+
+    s = queued_snap()
+    m = Members(busy={1, 2})
+    d, hold = waiting_call(m, s, "c1", T0)
+    m.busy.discard(1)
+    c = ctx(s, T0 + 3000)
+    d = step(m, d.state, Wake(freed=True), c)
+    d = step(m, d.state, AppCompleted(hold.app_id, "playback", "FILE PLAYED"), c)
+    b = bridge_of(d)
+    d = step(m, d.state, no_answer(b.app_id, "x;NO_ANSWER"), at(c, T0 + 13_000, m))
+    assert bridge_of(d).arg == "local_stream://moh" and m.queue == {"c1": T0}
+    assert "back in the queue" in d.state.route
+
+
+def test_caller_hanging_up_on_hold_leaves_the_queue():
+    s = queued_snap()
+    m = Members(busy={1, 2})
+    d, _ = waiting_call(m, s, "c1", T0)
+    d = step(m, d.state, HungUp("NORMAL_CLEARING"), ctx(s, T0 + 9000))
+    assert m.queue == {} and isinstance(d.actions[-1], Finished)

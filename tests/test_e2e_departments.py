@@ -24,6 +24,10 @@ from test_e2e_calls import TIME_SCALE, Orchestrator, make_sim, members_start_fre
 
 TENANT_YAML = Path(__file__).resolve().parent / "data" / "e2e" / "departments.yaml"
 DOMAIN = "dept.pbx.test"
+# "At once", in simulated seconds: the orchestrator's reaction (Redis, then the next
+# command) takes real milliseconds, 50 ms = 2.5 simulated s at TIME_SCALE 0.02. The
+# periodic hold check (1 s real = 50 simulated s) would be far outside it.
+GAP = 0.05 / TIME_SCALE
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +129,8 @@ def test_one_by_one_skips_logged_out_and_records_misses(sim, dept_db, agents):
     (l6,), (l7,), (l8,) = six.legs, seven.legs, eight.legs
     assert nine.legs == []
     assert l6.cause == "ALLOTTED_TIMEOUT" and 5 <= l6.ended_at - l6.invited_at <= 6.2
-    assert 0 <= l7.invited_at - l6.ended_at <= 1  # next one only after the previous stopped
-    assert l7.cause == "USER_BUSY" and 0 <= l8.invited_at - l7.ended_at <= 1
+    assert 0 <= l7.invited_at - l6.ended_at <= GAP  # next one only after the previous stopped
+    assert l7.cause == "USER_BUSY" and 0 <= l8.invited_at - l7.ended_at <= GAP
     assert l8.answered_at is not None
     e = ids(factory, tenant_id)
     assert record(factory, call.uuid).answered_by_employee_id == e["308"]
@@ -151,7 +155,7 @@ def test_unregistered_phone_is_skipped_without_waiting_and_misses_pause(sim, dep
     eight = sim.add_user("308", DOMAIN, behavior=Answer(after=1, hangup_after=1))
     for n in range(2):  # two consecutive misses of 306 pause it (pause_after_missed: 2)
         call = sim.place_call("+74952220020").wait(timeout=30)
-        assert eight.legs[-1].invited_at - six.legs[-1].ended_at <= 1  # 307: no ring time lost
+        assert eight.legs[-1].invited_at - six.legs[-1].ended_at <= GAP  # 307: no ring time lost
         record(factory, call.uuid)
         settle(agents, tenant_id)
     assert agents.states(tenant_id, [e["306"]])[e["306"]].paused
@@ -217,3 +221,38 @@ def test_wrap_up_keeps_the_member_out_until_it_ends(sim, dept_db, agents):
 def _redis_ms(agents: AgentStore) -> int:
     sec, usec = agents.r.time()
     return sec * 1000 + usec // 1000
+
+
+def test_queue_callers_wait_on_hold_and_keep_their_place(sim, dept_db, agents):
+    """Department 460 has one member and hold music. A talks to 307; B then C wait on
+    hold; when A ends, B (who came first) is rung at once, then C after B."""
+    factory, tenant_id = dept_db
+    seven = sim.add_user("307", DOMAIN, behavior=Answer(after=1, hangup_after=10))
+    a = sim.place_call("+74952220060", caller_id="+79990000001")
+    wait_until(lambda: seven.legs and seven.legs[0].answered_at is not None, what="A answered")
+    b = sim.place_call("+74952220060", caller_id="+79990000002")
+    wait_until(lambda: len(agents.queue(tenant_id, _department(factory, tenant_id, "460"))) == 1, what="B queued")
+    c = sim.place_call("+74952220060", caller_id="+79990000003")
+    dep = _department(factory, tenant_id, "460")
+    wait_until(lambda: len(agents.queue(tenant_id, dep)) == 2, what="C queued")
+    assert [u for u, _ in agents.queue(tenant_id, dep)] == [b.uuid, c.uuid]
+    for call in (a, b, c):
+        call.wait(timeout=60)
+    l_a, l_b, l_c = seven.legs
+    assert [leg.a_uuid for leg in seven.legs] == [a.uuid, b.uuid, c.uuid]  # first come, first served
+    assert 0 <= l_b.invited_at - l_a.ended_at <= GAP  # B rung as soon as 307 was free
+    assert 0 <= l_c.invited_at - l_b.ended_at <= GAP
+    for call in (b, c):
+        names = [name for _, name, _ in call.apps]
+        assert names.index("playback") < names.index("bridge")  # music, broken, then the ring
+        assert ("playback", "local_stream://moh") in [(n, d) for _, n, d in call.apps]
+    assert "queue: a member is free after" in record(factory, b.uuid).route
+    assert agents.queue(tenant_id, dep) == []
+    settle(agents, tenant_id)
+
+
+def _department(factory, tenant_id: int, extension: str) -> int:
+    from orchestrator.db.models import Department
+
+    with factory() as session:
+        return session.scalar(select(Department.id).where(Department.tenant_id == tenant_id, Department.extension == extension))

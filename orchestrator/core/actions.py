@@ -91,7 +91,15 @@ class MembersReserved:
     statuses: Mapping[int, str] = field(default_factory=dict)
 
 
-CoreEvent = Union[AppCompleted, Answered, Bridged, Unbridged, Dtmf, HungUp, MembersSeen, MembersReserved]
+@dataclass(frozen=True)
+class Wake:
+    """A waiting caller should look again: a member may be free (``freed``, from the
+    other orchestrators' notices), or just the periodic check (queue time limit)."""
+
+    freed: bool = False
+
+
+CoreEvent = Union[AppCompleted, Answered, Bridged, Unbridged, Dtmf, HungUp, MembersSeen, MembersReserved, Wake]
 
 
 # ------------------------------------------------------------------ actions out
@@ -162,6 +170,7 @@ class ReserveMembers:
     department_id: int
     candidates: tuple[int, ...]
     want: int
+    queued: bool = False  # the department queues callers: respect their order
 
 
 @dataclass(frozen=True)
@@ -192,4 +201,24 @@ class EndOffers:
     pause_after: int = 0  # consecutive misses that pause a member (0 = never)
 
 
-Action = Union[Execute, Hangup, Log, StoreVoicemail, Finished, LookupMembers, ReserveMembers, EndOffers]
+@dataclass(frozen=True)
+class JoinQueue:
+    """The caller waits for the department's members. ``since_ms`` is the caller's place:
+    a caller who comes back to the queue (the member rung did not answer) keeps it."""
+
+    department_id: int
+    since_ms: int
+
+
+@dataclass(frozen=True)
+class LeaveQueue:
+    department_id: int
+
+
+@dataclass(frozen=True)
+class BreakHold:
+    """Stop the hold music now (``uuid_break <call> all``, transcripts P07b/P07c): its
+    EXECUTE_COMPLETE follows, then the next app can run."""
+
+
+Action = Union[Execute, Hangup, Log, StoreVoicemail, Finished, LookupMembers, ReserveMembers, EndOffers, JoinQueue, LeaveQueue, BreakHold]

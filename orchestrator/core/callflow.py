@@ -40,11 +40,16 @@ from orchestrator.core.actions import (
     OfferEnd,
     StoreVoicemail,
     Unbridged,
+    Wake,
+    BreakHold,
+    JoinQueue,
+    LeaveQueue,
 )
 from orchestrator.core import offering
 from orchestrator.core.model import TenantSnapshot
 from orchestrator.core.offering import OfferRun
-from orchestrator.core.plan import Announce, MenuStep, Offer, Policy, Ring, Step, Voicemail, plan_target
+from orchestrator.core.model import Department
+from orchestrator.core.plan import Announce, Hold, MenuStep, Offer, Policy, Ring, Step, Voicemail, plan_target
 from orchestrator.core.routing import Entry, entry_target
 
 # Phases
@@ -161,6 +166,8 @@ def handle(state: CallState, event: CoreEvent, ctx: Context) -> Decision:
         return Decision(state, ())
     if isinstance(event, (MembersSeen, MembersReserved)):
         return _offer_event(state, event, ctx)
+    if isinstance(event, Wake):
+        return _wake(state, ctx)
     if isinstance(event, (Answered, Dtmf)):
         return Decision(state, ())
     if isinstance(event, AppCompleted):
@@ -208,6 +215,10 @@ def _completed(state: CallState, event: AppCompleted, ctx: Context) -> Decision:
             if nxt is not None:
                 offer, asks = nxt
                 return Decision(replace(state, offer=offer), tuple(prefix + asks))
+            if dep is not None and offer.since_ms and ctx.now_ms < offer.wait_until_ms:
+                # Came from the queue and the member did not answer: back on hold, at
+                # the same place in the queue.
+                return _hold(state, offer, dep, ctx, prefix)
             state = replace(state, offer=None)
         return _run_steps(state, list(state.plan), ctx, prefix)
     if isinstance(step, Voicemail):
@@ -219,6 +230,8 @@ def _completed(state: CallState, event: AppCompleted, ctx: Context) -> Decision:
         return Decision(state, (Hangup(step.cause),))
     if isinstance(step, MenuStep):
         return _menu_result(state, step, event, ctx)
+    if isinstance(step, Hold):
+        return _hold_ended(state, step, ctx)
     return Decision(state, ())
 
 
@@ -269,13 +282,69 @@ def _offer_event(state: CallState, event: MembersSeen | MembersReserved, ctx: Co
         run, asks = offering.seen(run, event, dep, snap, ctx.rand, ctx.new_id)
         return Decision(replace(state, offer=run), tuple(asks))
     run, ring, actions = offering.reserved(run, event, dep, snap, ctx.now_ms, ctx.new_id)
-    if ring is None:
-        note = "%s: nobody available" % run.label if run.tried == 0 else "%s: nobody else available" % run.label
-        state = replace(state, offer=None, route=state.route + (note,))
-        return _run_steps(state, list(state.plan), ctx, actions)
+    if ring is not None and run.waiting:
+        # Taken for a caller on hold: stop the music; the ring starts at its completion.
+        waited = (ctx.now_ms - run.since_ms) // 1000
+        note = "queue: a member is free after %d s" % waited
+        return Decision(replace(state, offer=replace(run, pending=ring), route=state.route + (note,)), tuple(actions) + (BreakHold(),))
+    if ring is not None:
+        return _ring_members(state, run, ring, actions, ctx)
+    if run.waiting:
+        return Decision(replace(state, offer=run), tuple(actions))  # still nobody: keep waiting
+    if offering.can_wait(dep) and (not run.since_ms or ctx.now_ms < run.wait_until_ms):
+        return _hold(state, run, dep, ctx, actions)
+    note = "%s: nobody available" % run.label if run.tried == 0 else "%s: nobody else available" % run.label
+    state = replace(state, offer=None, route=state.route + (note,))
+    return _run_steps(state, list(state.plan), ctx, actions)
+
+
+def _ring_members(state: CallState, run: OfferRun, ring: Ring, actions: list[Action], ctx: Context) -> Decision:
     state = replace(state, offer=run, current=ring)
     actions.append(Execute("set", "pbx_fallback_dial=%s" % ring.dial))
     return _blocking(state, actions, "bridge", ring.dial, ctx)
+
+
+# ------------------------------------------------------------------ department queue
+
+
+def _hold(state: CallState, run: OfferRun, dep: Department, ctx: Context, actions: list[Action]) -> Decision:
+    """Nobody is free: the caller waits on hold, keeping their place in the queue.
+
+    The music is one blocking ``playback``; when a member is taken for the caller the
+    adapter breaks it (``uuid_break``, P07b/c) and the bridge follows its completion.
+    """
+    first = not run.since_ms
+    since = run.since_ms or ctx.now_ms
+    until = run.wait_until_ms or ctx.now_ms + dep.queue.max_wait * 1000
+    run = replace(run, waiting=True, since_ms=since, wait_until_ms=until, pending=None, leaving=False, held=())
+    hold = Hold(dep.id, dep.queue.music or "", "queue of %s" % run.label)
+    note = "waiting in the queue (up to %d s)" % dep.queue.max_wait if first else "back in the queue"
+    state = replace(state, offer=run, current=hold, route=state.route + (note,))
+    actions = actions + [JoinQueue(dep.id, since), Execute("answer")]
+    return _blocking(state, actions, "playback", hold.sound, ctx)
+
+
+def _wake(state: CallState, ctx: Context) -> Decision:
+    run, snap = state.offer, ctx.snapshot
+    dep = snap.departments.get(run.department_id) if run is not None and snap is not None else None
+    if run is None or dep is None or not run.waiting or run.pending is not None or run.leaving:
+        return Decision(state, ())
+    if ctx.now_ms >= run.wait_until_ms:
+        note = "queue: nobody free within %d s" % dep.queue.max_wait
+        run = replace(run, leaving=True)
+        return Decision(replace(state, offer=run, route=state.route + (note,)), (LeaveQueue(dep.id), BreakHold()))
+    run, asks = offering.retry(run, dep, ctx.now_ms, ctx.new_id)
+    return Decision(replace(state, offer=run), tuple(asks))
+
+
+def _hold_ended(state: CallState, step: Hold, ctx: Context) -> Decision:
+    run = state.offer
+    if run is not None and run.pending is not None:
+        ring = run.pending
+        return _ring_members(state, replace(run, waiting=False, pending=None), ring, [], ctx)
+    if run is None or run.leaving:
+        return _run_steps(replace(state, offer=None), list(state.plan), ctx, [])
+    return _blocking(state, [], "playback", step.sound, ctx)  # the music ended by itself: again
 
 
 def _blocking(state: CallState, actions: list[Action], app: str, arg: str, ctx: Context) -> Decision:

@@ -16,7 +16,7 @@ from orchestrator.core.actions import CallInfo
 from orchestrator.core.callflow import Context, opening
 from orchestrator.core.model import NumberMode, Target, TargetKind, TenantSnapshot
 from orchestrator.core.model import Strategy
-from orchestrator.core.plan import Announce, MenuStep, Offer, Policy, Ring, Step, Voicemail, plan_target
+from orchestrator.core.plan import Announce, Hold, MenuStep, Offer, Policy, Ring, Step, Voicemail, plan_target
 from orchestrator.core.strategy import NEEDS_STATE, PARALLEL, eligible, leg_delays, order
 from orchestrator.core.routing import find_number, number_schedule
 from orchestrator.core.schedule import WEEKDAYS, check, local_time
@@ -160,6 +160,8 @@ def _step_view(step: Step, snap: TenantSnapshot, ctx: Context, menus_seen: froze
         return StepView("announce", step.label, ("%s %s, then hangs up (%s)" % (how, step.sound, step.cause),))
     if isinstance(step, Offer):
         return _offer_view(step, snap)
+    if isinstance(step, Hold):  # never planned ahead: only a live call holds
+        return StepView("hold", step.label)
     return _menu_view(step, snap, ctx, menus_seen)
 
 
@@ -195,6 +197,8 @@ def _offer_view(step: Offer, snap: TenantSnapshot) -> StepView:
     if dep.strategy in NEEDS_STATE or dep.strategy in (Strategy.WEIGHTED, Strategy.RANDOM):
         details.append(_ORDER_NOTES[dep.strategy])
     details.append("members on a call, in wrap-up (%d s) or paused are skipped" % dep.wrapup_seconds)
+    if dep.queue.music and dep.queue.max_wait > 0:
+        details.append("nobody free: the caller waits on hold (%s) up to %d s, keeping their place" % (dep.queue.music, dep.queue.max_wait))
     details.append("nobody answers within %d s: the no-answer target" % dep.no_answer_timeout)
     return StepView("ring", step.label, tuple(details), legs)
 

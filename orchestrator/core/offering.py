@@ -25,6 +25,7 @@ from typing import Callable, Mapping
 from orchestrator.core.actions import (
     Action,
     EndOffers,
+    LeaveQueue,
     Log,
     LookupMembers,
     MembersReserved,
@@ -70,6 +71,13 @@ class OfferRun:
     tried: int = 0  # reservations that gave someone to ring
     wrapup_ms: int = 0
     pause_after: int = 0
+    # Queue (departments with hold music): the caller waits while nobody is free.
+    queued: bool = False  # the department queues callers (reservations respect their order)
+    waiting: bool = False  # on hold now
+    since_ms: int = 0  # the caller's place in the queue (kept when they come back)
+    wait_until_ms: int = 0  # the queue's time limit for this caller
+    pending: Ring | None = None  # taken while on hold: rung once the music has stopped
+    leaving: bool = False  # the time limit passed: to the no-answer target after the music
 
 
 def result_of(cause: str) -> str:
@@ -84,7 +92,7 @@ def begin(dep: Department, snap: TenantSnapshot, label: str, now_ms: int, new_id
     if not members:
         return None, [Log("department has nobody logged in", "info", {"department": dep.extension})]
     run = OfferRun(dep.id, label, now_ms + dep.no_answer_timeout * 1000, tuple(m.employee_id for m in members), delays={},
-                   wrapup_ms=dep.wrapup_seconds * 1000, pause_after=dep.pause_after_missed)
+                   wrapup_ms=dep.wrapup_seconds * 1000, pause_after=dep.pause_after_missed, queued=can_wait(dep))
     request = new_id()
     if dep.strategy in NEEDS_STATE:
         return replace(run, request_id=request), [LookupMembers(request, dep.id, run.order, dep.stats_window_days)]
@@ -100,11 +108,25 @@ def _ordered(dep: Department, snap: TenantSnapshot, ids: tuple[int, ...], event:
     return tuple(m.employee_id for m in order(dep, members, event.views, event.last_answered, rand))
 
 
+def can_wait(dep: Department) -> bool:
+    """Callers wait on hold when nobody is free (the department has hold music)."""
+    return bool(dep.queue.music) and dep.queue.max_wait > 0
+
+
+def retry(run: OfferRun, dep: Department, now_ms: int, new_id: Callable[[], str]) -> tuple[OfferRun, list[Action]]:
+    """A caller on hold looks for a free member again, from the top of the order."""
+    run = replace(run, next_index=0, rang_this_pass=False, deadline_ms=now_ms + dep.no_answer_timeout * 1000)
+    request = new_id()
+    if dep.strategy in NEEDS_STATE:
+        return replace(run, request_id=request), [LookupMembers(request, dep.id, run.order, dep.stats_window_days)]
+    return _reserve(run, dep, request)
+
+
 def _reserve(run: OfferRun, dep: Department, request: str) -> tuple[OfferRun, list[Action]]:
     if dep.strategy in PARALLEL:
-        return replace(run, request_id=request), [ReserveMembers(request, dep.id, run.order, len(run.order))]
+        return replace(run, request_id=request), [ReserveMembers(request, dep.id, run.order, len(run.order), run.queued)]
     candidates = run.order[run.next_index:]
-    return replace(run, request_id=request), [ReserveMembers(request, dep.id, candidates, 1)]
+    return replace(run, request_id=request), [ReserveMembers(request, dep.id, candidates, 1, run.queued)]
 
 
 def reserved(run: OfferRun, event: MembersReserved, dep: Department, snap: TenantSnapshot, now_ms: int, new_id: Callable[[], str]) -> tuple[OfferRun, Ring | None, list[Action]]:
@@ -112,7 +134,7 @@ def reserved(run: OfferRun, event: MembersReserved, dep: Department, snap: Tenan
     if event.request_id != run.request_id:
         return run, None, []
     taken = [emp for emp in event.statuses if event.statuses[emp] == "offered" and emp in run.order]
-    skipped = {str(emp): st for emp, st in event.statuses.items() if st not in ("offered", "skipped")}
+    skipped = {str(emp): st for emp, st in event.statuses.items() if st not in ("offered", "skipped", "queued")}
     actions: list[Action] = [Log("members not available", "info", skipped)] if skipped else []
     run = replace(run, request_id="")
     if not taken:
@@ -192,12 +214,13 @@ def next_attempt(run: OfferRun, dep: Department, now_ms: int, new_id: Callable[[
 
 
 def abandon(run: OfferRun, now_ms: int) -> list[Action]:
-    """The caller is gone: end whatever this call still holds."""
+    """The caller is gone: end whatever this call still holds, leave the queue."""
+    out: list[Action] = [LeaveQueue(run.department_id)] if run.since_ms else []
     if not run.held:
-        return []
+        return out
     if run.winner is not None:
-        return talk_ended(run, now_ms)[1]
-    return [EndOffers(run.department_id, tuple(OfferEnd(e, "cancelled", _rang(run, e, now_ms)) for e in run.held))]
+        return out + talk_ended(run, now_ms)[1]
+    return out + [EndOffers(run.department_id, tuple(OfferEnd(e, "cancelled", _rang(run, e, now_ms)) for e in run.held))]
 
 
 def _rang(run: OfferRun, emp: int, now_ms: int) -> int:

@@ -99,7 +99,16 @@ class Offer:
     hops: int = 0
 
 
-Step = Union[Ring, Voicemail, Announce, MenuStep, Offer]
+@dataclass(frozen=True)
+class Hold:
+    """A caller waiting in a department's queue, hearing its hold music."""
+
+    department_id: int
+    sound: str
+    label: str
+
+
+Step = Union[Ring, Voicemail, Announce, MenuStep, Offer, Hold]
 
 
 def _leg(endpoint: str, timeout: int, label: str, owner: int | None, owners: dict[str, int], new_id: Callable[[], str], delay: int = 0) -> Leg:

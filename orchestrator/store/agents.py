@@ -16,6 +16,13 @@ any number of orchestrator processes share them):
     {t:T}:stats:<yyyymmdd>     HASH  c:<emp> answered calls, t:<emp> talk ms (that day, UTC)
     {t:T}:dept:<id>:last       STR   employee who answered the department's last call
                                      (round robin with memory)
+    {t:T}:queue:<dept>         ZSET  waiting call uuid -> its place (ms it first queued)
+    {t:T}:queue:<dept>:lease   ZSET  waiting call uuid -> lease expiry (ms): a caller whose
+                                     orchestrator died leaves the queue by itself
+
+Channel ``pbx:members-free`` (pub/sub, message = tenant id): a member of the tenant may
+have become free (an offer ended, a wrap-up ended, a phone hung up); orchestrators wake
+their waiting callers, who then try to take a member (the head of the queue first).
 
 Time is Redis's own clock (``TIME``) inside every script, so that orchestrators on
 different hosts compare wrap-up ends and leases on one clock, in milliseconds.
@@ -62,6 +69,17 @@ def last_answer_key(tenant_id: int, department_id: int) -> str:
     return "%s:dept:%d:last" % (tenant_tag(tenant_id), department_id)
 
 
+def queue_key(tenant_id: int, department_id: int) -> str:
+    return "%s:queue:%d" % (tenant_tag(tenant_id), department_id)
+
+
+def queue_lease_key(tenant_id: int, department_id: int) -> str:
+    return "%s:queue:%d:lease" % (tenant_tag(tenant_id), department_id)
+
+
+FREED_CHANNEL = "pbx:members-free"
+
+
 # Shared Lua prelude: Redis's clock in ms (scripts are effect-replicated in Redis >= 5,
 # so TIME is allowed in a script that writes).
 _NOW = """
@@ -70,16 +88,33 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 # KEYS[2i-1] = {t:T}:agent:<emp_i>, KEYS[2i] = {t:T}:agent:<emp_i>:ch  (i = 1..n, in the
-#   order the strategy wants them tried); KEYS[2n+1] = {t:T}:offers
+#   order the strategy wants them tried); KEYS[2n+1] = {t:T}:offers;
+#   KEYS[2n+2] = {t:T}:queue:<dept>, KEYS[2n+3] = {t:T}:queue:<dept>:lease
 # ARGV[1] = call uuid, ARGV[2] = lease ms, ARGV[3] = how many to take at most,
-# ARGV[4] = department id, ARGV[4+i] = employee id of candidate i
+# ARGV[4] = department id, ARGV[5] = "1" when the department queues callers,
+# ARGV[6] = tenant id, ARGV[6+i] = employee id of candidate i
 # Returns {now ms, status_1, ..., status_n}; status: "offered" (taken for this call),
-# "paused", "offered_elsewhere", "wrapup", "busy" (a live channel), "skipped" (enough taken)
+# "paused", "offered_elsewhere", "wrapup", "busy" (a live channel), "skipped" (enough
+# taken), "queued" (callers who waited longer come first: nothing was taken).
+# A queued caller who takes a member leaves the queue, and the next one is woken.
 RESERVE_LUA = _NOW + """
-local n = (#KEYS - 1) / 2
+local n = (#KEYS - 3) / 2
+local Q, QL = KEYS[#KEYS - 1], KEYS[#KEYS]
 local want = tonumber(ARGV[3])
 local taken = 0
 local out = {now}
+if ARGV[5] == '1' then
+  local dead = redis.call('ZRANGEBYSCORE', QL, '-inf', now)
+  for _, u in ipairs(dead) do
+    redis.call('ZREM', Q, u)
+    redis.call('ZREM', QL, u)
+  end
+  local head = redis.call('ZRANGE', Q, 0, 0)[1]
+  if head and head ~= ARGV[1] then
+    for i = 1, n do out[#out + 1] = 'queued' end
+    return out
+  end
+end
 for i = 1, n do
   local h = KEYS[2 * i - 1]
   local st
@@ -98,13 +133,34 @@ for i = 1, n do
   else
     local until_ms = now + tonumber(ARGV[2])
     redis.call('HSET', h, 'offer', ARGV[1], 'offer_until', until_ms, 'offer_dept', ARGV[4])
-    redis.call('ZADD', KEYS[#KEYS], until_ms, ARGV[4 + i])
+    redis.call('ZADD', KEYS[2 * n + 1], until_ms, ARGV[6 + i])
     taken = taken + 1
     st = 'offered'
   end
   out[#out + 1] = st
 end
+if taken > 0 and redis.call('ZREM', Q, ARGV[1]) == 1 then
+  redis.call('ZREM', QL, ARGV[1])
+  if redis.call('ZCARD', Q) > 0 then
+    redis.call('PUBLISH', 'pbx:members-free', ARGV[6])
+  end
+end
 return out
+"""
+
+# KEYS[1] = {t:T}:queue:<dept>, KEYS[2] = {t:T}:queue:<dept>:lease
+# ARGV[1] = call uuid, ARGV[2] = place (ms first queued), ARGV[3] = lease ms
+# The place is only set the first time (NX): a caller coming back keeps it.
+JOIN_QUEUE_LUA = _NOW + """
+redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+return redis.call('ZRANK', KEYS[1], ARGV[1])
+"""
+
+# KEYS[1] = {t:T}:queue:<dept>:lease; ARGV[1] = call uuid, ARGV[2] = lease ms
+# Renews the lease of a caller still in the queue (XX: never re-adds one that left).
+RENEW_QUEUE_LUA = _NOW + """
+return redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1])
 """
 
 # KEYS[i] = {t:T}:agent:<emp_i> (i = 1..n); KEYS[n+1] = {t:T}:offers
@@ -126,19 +182,22 @@ return renewed
 
 # KEYS[i] = {t:T}:agent:<emp_i> (i = 1..n); KEYS[n+1] = {t:T}:offers;
 # KEYS[n+2] = {t:T}:stats:<today>; KEYS[n+3] = {t:T}:dept:<id>:last
-# ARGV[1] = call uuid, ARGV[2] = stats TTL s, then per member i, 5 values from ARGV[3+5(i-1)]:
+# ARGV[1] = call uuid, ARGV[2] = stats TTL s, ARGV[3] = tenant id,
+# then per member i, 5 values from ARGV[4+5(i-1)]:
 #   employee id, outcome ("answered" | "missed" | "free"), wrap-up ms, talk ms,
 #   pause after N consecutive misses (0 = never)
 # Only offers held by this call are touched (a lease that expired and was taken by another
 # call is left alone). "answered": wrap-up starts now, last_end = now, today's stats grow,
 # the miss streak and any pause end, the department remembers who answered; "missed":
 # the streak grows and may pause the member; "free": the offer just ends.
+# Members free at once (no wrap-up, not paused) are announced on pbx:members-free.
 # Returns {now ms, paused employee ids...} (members paused by this release).
 RELEASE_LUA = _NOW + """
 local n = #KEYS - 3
 local out = {now}
+local freed = false
 for i = 1, n do
-  local b = 3 + 5 * (i - 1)
+  local b = 4 + 5 * (i - 1)
   local emp, outcome = ARGV[b], ARGV[b + 1]
   local h = KEYS[i]
   if redis.call('HGET', h, 'offer') == ARGV[1] then
@@ -150,15 +209,25 @@ for i = 1, n do
       redis.call('HINCRBY', KEYS[n + 2], 't:' .. emp, tonumber(ARGV[b + 3]))
       redis.call('EXPIRE', KEYS[n + 2], ARGV[2])
       redis.call('SET', KEYS[n + 3], emp)
+      if tonumber(ARGV[b + 2]) <= 0 then
+        freed = true  -- no wrap-up: free now (otherwise announced when it ends)
+      end
     elseif outcome == 'missed' then
       local missed = redis.call('HINCRBY', h, 'missed', 1)
       local limit = tonumber(ARGV[b + 4])
       if limit > 0 and missed >= limit and redis.call('HGET', h, 'paused') ~= '1' then
         redis.call('HSET', h, 'paused', 1)
         out[#out + 1] = emp
+      else
+        freed = true
       end
+    else
+      freed = true
     end
   end
+end
+if freed then
+  redis.call('PUBLISH', 'pbx:members-free', ARGV[3])
 end
 return out
 """
@@ -224,12 +293,16 @@ class AgentStore:
         self._renew = client.register_script(RENEW_LUA)
         self._release = client.register_script(RELEASE_LUA)
         self._channel_up = client.register_script(CHANNEL_UP_LUA)
+        self._join_queue = client.register_script(JOIN_QUEUE_LUA)
+        self._renew_queue = client.register_script(RENEW_QUEUE_LUA)
 
     # ------------------------------------------------------------ offers
 
-    def reserve(self, tenant_id: int, call_uuid: str, department_id: int, candidates: Sequence[int], want: int) -> tuple[int, dict[int, str]]:
+    def reserve(self, tenant_id: int, call_uuid: str, department_id: int, candidates: Sequence[int], want: int,
+                queued: bool = False) -> tuple[int, dict[int, str]]:
         """Take up to ``want`` of ``candidates`` (tried in order) for this call.
 
+        ``queued``: the department queues callers; callers who waited longer come first.
         Returns (Redis time ms, {employee id: status}); status "offered" means taken.
         """
         if not candidates:
@@ -237,8 +310,9 @@ class AgentStore:
         keys: list[str] = []
         for emp in candidates:
             keys += [agent_key(tenant_id, emp), channels_key(tenant_id, emp)]
-        keys.append(offers_key(tenant_id))
-        out = self._reserve(keys=keys, args=[call_uuid, self.lease_ms, want, department_id, *candidates])
+        keys += [offers_key(tenant_id), queue_key(tenant_id, department_id), queue_lease_key(tenant_id, department_id)]
+        args = [call_uuid, self.lease_ms, want, department_id, "1" if queued else "0", tenant_id, *candidates]
+        out = self._reserve(keys=keys, args=args)
         now = _int(out[0])
         return now, {emp: _s(st) for emp, st in zip(candidates, out[1:])}
 
@@ -255,7 +329,7 @@ class AgentStore:
             return []
         keys = [agent_key(tenant_id, r.employee_id) for r in releases]
         keys += [offers_key(tenant_id), stats_key(tenant_id, day), last_answer_key(tenant_id, department_id)]
-        args: list[str | int] = [call_uuid, STATS_TTL_S]
+        args: list[str | int] = [call_uuid, STATS_TTL_S, tenant_id]
         for r in releases:
             args += [r.employee_id, r.outcome, r.wrapup_ms, r.talk_ms, r.pause_after]
         out = self._release(keys=keys, args=args)
@@ -269,7 +343,36 @@ class AgentStore:
                          args=[channel_uuid, ttl_ms, "1" if placed_by_member else "0"])
 
     def channel_down(self, tenant_id: int, employee_id: int, channel_uuid: str) -> None:
-        self.r.zrem(channels_key(tenant_id, employee_id), channel_uuid)
+        if self.r.zrem(channels_key(tenant_id, employee_id), channel_uuid):
+            self.announce_free(tenant_id)
+
+    def announce_free(self, tenant_id: int) -> None:
+        """Tell every orchestrator that a member of the tenant may be free now."""
+        self.r.publish(FREED_CHANNEL, str(tenant_id))
+
+    # ------------------------------------------------------------ queue
+
+    def join_queue(self, tenant_id: int, department_id: int, call_uuid: str, since_ms: int) -> int:
+        """Put the caller in the department's queue (keeping an earlier place); returns
+        how many callers are ahead."""
+        keys = [queue_key(tenant_id, department_id), queue_lease_key(tenant_id, department_id)]
+        return _int(self._join_queue(keys=keys, args=[call_uuid, since_ms, self.lease_ms]))
+
+    def leave_queue(self, tenant_id: int, department_id: int, call_uuid: str) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.zrem(queue_key(tenant_id, department_id), call_uuid)
+        pipe.zrem(queue_lease_key(tenant_id, department_id), call_uuid)
+        removed = pipe.execute()[0]
+        if removed and self.r.zcard(queue_key(tenant_id, department_id)):
+            self.announce_free(tenant_id)  # the next caller may be able to take someone
+
+    def renew_queue(self, tenant_id: int, department_id: int, call_uuid: str) -> None:
+        self._renew_queue(keys=[queue_lease_key(tenant_id, department_id)], args=[call_uuid, self.lease_ms])
+
+    def queue(self, tenant_id: int, department_id: int) -> list[tuple[str, int]]:
+        """Waiting callers in order: (call uuid, place ms)."""
+        rows: list[tuple[object, float]] = self.r.zrange(queue_key(tenant_id, department_id), 0, -1, withscores=True)  # type: ignore[assignment]
+        return [(_s(k), int(v)) for k, v in rows]
 
     # ------------------------------------------------------------ pause / resume
 
