@@ -34,6 +34,11 @@ from orchestrator.store.agents import AgentStore, Release
 
 log = logging.getLogger("orchestrator.members")
 
+# A member who lost the race (or whose caller gave up) is held this long more: FreeSWITCH
+# sends the phone's CANCEL a few ms after the event we act on (P01: 12-15 ms), and the
+# next call must not ring the phone while that leg is still being torn down.
+SETTLE_MS = 300
+
 
 class MissRecorder(Protocol):
     def missed_offers(self, tenant_id: int, call: CallInfo, department_id: int, ended_ms: int, misses: list[Miss]) -> None: ...
@@ -110,6 +115,9 @@ class MemberOffers:
         """End the offers; returns members paused by these misses."""
         releases = []
         for e in action.ends:
+            if e.result in ("lost_race", "cancelled"):
+                releases.append(Release(e.employee_id, "settle", SETTLE_MS))
+                continue
             outcome = "answered" if e.result == "answered" else "missed" if e.result in PAUSING_RESULTS else "free"
             releases.append(Release(e.employee_id, outcome, action.wrapup_ms, e.talk_ms, action.pause_after))
         now = self.clock()
@@ -120,9 +128,12 @@ class MemberOffers:
             paused = []
         for emp in paused:
             log.info("tenant %d: member %d paused after %d missed offers", tenant_id, emp, action.pause_after)
-        if action.wrapup_ms > 0 and self.later is not None and any(e.result == "answered" for e in action.ends):
-            # The member is free when the wrap-up ends: wake waiting callers then.
-            self.later(action.wrapup_ms / 1000.0, lambda: self._announce(tenant_id))
+        if self.later is not None:
+            # Members free later (wrap-up, settling): wake waiting callers then.
+            if action.wrapup_ms > 0 and any(e.result == "answered" for e in action.ends):
+                self.later(action.wrapup_ms / 1000.0, lambda: self._announce(tenant_id))
+            if any(e.result in ("lost_race", "cancelled") for e in action.ends):
+                self.later(SETTLE_MS / 1000.0, lambda: self._announce(tenant_id))
         misses = [Miss(e.employee_id, e.result, e.rang_ms, e.employee_id in paused) for e in action.ends if e.result in MISSED_RESULTS]
         if misses and self.recorder is not None:
             recorder = self.recorder

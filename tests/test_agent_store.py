@@ -118,3 +118,12 @@ def test_concurrent_reservations_never_offer_a_member_twice(redis_url):
     for t in threads:
         t.join(timeout=30)
     assert sorted(e for _, e in won) == members
+
+
+def test_settling_offer_holds_the_member_briefly_then_frees_it(store):
+    """A member who lost the race stays held while FreeSWITCH cancels their leg."""
+    store.reserve(T, "call-a", DEP, [1, 2], want=2)
+    store.release(T, "call-a", DEP, [Release(1, "settle", 60_000), Release(2, "settle", 0)], "20261124")
+    _, st = store.reserve(T, "call-b", DEP, [1, 2], want=2)
+    assert st == {1: "offered_elsewhere", 2: "offered"}
+    assert set(store.live_offers(T)) == {1, 2}

@@ -103,6 +103,7 @@ local Q, QL = KEYS[#KEYS - 1], KEYS[#KEYS]
 local want = tonumber(ARGV[3])
 local taken = 0
 local out = {now}
+redis.call('ZREMRANGEBYSCORE', KEYS[2 * n + 1], '-inf', now)  -- expired offers (inspection index)
 if ARGV[5] == '1' then
   local dead = redis.call('ZRANGEBYSCORE', QL, '-inf', now)
   for _, u in ipairs(dead) do
@@ -184,12 +185,14 @@ return renewed
 # KEYS[n+2] = {t:T}:stats:<today>; KEYS[n+3] = {t:T}:dept:<id>:last
 # ARGV[1] = call uuid, ARGV[2] = stats TTL s, ARGV[3] = tenant id,
 # then per member i, 5 values from ARGV[4+5(i-1)]:
-#   employee id, outcome ("answered" | "missed" | "free"), wrap-up ms, talk ms,
-#   pause after N consecutive misses (0 = never)
+#   employee id, outcome ("answered" | "missed" | "free" | "settle"), wrap-up ms (for
+#   "settle": how long the offer still holds), talk ms, pause after N misses (0 = never)
 # Only offers held by this call are touched (a lease that expired and was taken by another
 # call is left alone). "answered": wrap-up starts now, last_end = now, today's stats grow,
 # the miss streak and any pause end, the department remembers who answered; "missed":
-# the streak grows and may pause the member; "free": the offer just ends.
+# the streak grows and may pause the member; "free": the offer just ends; "settle": the
+# offer ends after a short while (the phone's leg is still being cancelled: LOSE_RACE /
+# ORIGINATOR_CANCEL legs get their CANCEL a few ms after the event we act on, P01/P01d).
 # Members free at once (no wrap-up, not paused) are announced on pbx:members-free.
 # Returns {now ms, paused employee ids...} (members paused by this release).
 RELEASE_LUA = _NOW + """
@@ -200,7 +203,11 @@ for i = 1, n do
   local b = 4 + 5 * (i - 1)
   local emp, outcome = ARGV[b], ARGV[b + 1]
   local h = KEYS[i]
-  if redis.call('HGET', h, 'offer') == ARGV[1] then
+  if redis.call('HGET', h, 'offer') == ARGV[1] and outcome == 'settle' then
+    local until_ms = now + tonumber(ARGV[b + 2])
+    redis.call('HSET', h, 'offer_until', until_ms)
+    redis.call('ZADD', KEYS[n + 1], until_ms, emp)
+  elseif redis.call('HGET', h, 'offer') == ARGV[1] then
     redis.call('HDEL', h, 'offer', 'offer_until', 'offer_dept')
     redis.call('ZREM', KEYS[n + 1], emp)
     if outcome == 'answered' then
@@ -424,6 +431,13 @@ class AgentStore:
         return _int(value) if value is not None else None
 
     def offers(self, tenant_id: int) -> dict[int, int]:
-        """Employee id -> offer lease expiry (ms) of every offer held in the tenant."""
+        """Employee id -> offer lease expiry (ms) of every offer held in the tenant
+        (may include offers that expired since the last reservation; see ``live_offers``)."""
         rows: list[tuple[object, float]] = self.r.zrange(offers_key(tenant_id), 0, -1, withscores=True)  # type: ignore[assignment]
         return {_int(k): int(v) for k, v in rows}
+
+    def live_offers(self, tenant_id: int) -> dict[int, int]:
+        """Offers whose lease has not expired (on Redis's clock)."""
+        sec, usec = self.r.time()  # type: ignore[misc]
+        now = int(sec) * 1000 + int(usec) // 1000
+        return {emp: until for emp, until in self.offers(tenant_id).items() if until > now}
