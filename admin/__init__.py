@@ -6,9 +6,11 @@
     ratelimit.py  failed-login throttle per username + address (Redis or in memory)
     scoping.py    SecureView/TenantScopedView: the base ModelViews (roles, tenant scope,
                   scoped pickers, tenant-document validation on save)
-    views.py      one ModelView per model, configured with class attributes
+    views.py      one ModelView per model, configured with class attributes (history:
+                  calls, missed offers, voicemail messages are read-only)
     profile.py    "My profile": an account edits its linked employee
-    live.py       live state: calls in progress (Redis) and members, polled as JSON
+    live.py       live state: calls in progress and members' state (Redis), polled as JSON;
+                  log a member in / out
     pages.py      templates of profile/live pages (in memory, extend Flask-Admin's master)
     directory.py  /freeswitch/directory blueprint (mod_xml_curl), HTTP basic auth
     cli.py        pbx-admin: migrate, seed the demo (SQLite), serve with gevent

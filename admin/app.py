@@ -23,6 +23,7 @@ from admin.views import (
     CallRecordView,
     DepartmentView,
     EmployeeView,
+    MissedOfferView,
     PhoneNumberView,
     ScheduleView,
     TenantView,
@@ -35,6 +36,7 @@ from orchestrator.db.accounts import AdminUser
 from orchestrator.db.engine import add_change_publisher
 from orchestrator.db.models import Tenant
 from orchestrator.db.versioning import Publisher
+from orchestrator.store.agents import AgentStore
 from orchestrator.store.redis_store import CallStore
 
 SESSION_LIFETIME = timedelta(hours=8)
@@ -58,8 +60,9 @@ def create_app(settings: Settings, session_factory: sessionmaker, on_change: Pub
     """The admin panel over ``session_factory``'s database. ``on_change`` (if given) is
     registered as a routing change publisher (called after each committed change).
 
-    ``redis_client`` (optional) feeds the live-state pages and keeps the failed-login
-    counters (shared by every admin process); without it the counters live in memory.
+    ``redis_client`` (optional) feeds the live-state pages (calls and members' state) and
+    keeps the failed-login counters (shared by every admin process); without it the
+    counters live in memory and the live-state page says it is unavailable.
     ``login_throttle`` replaces the default (5 failures per username and address in 10
     minutes)."""
     settings.check()
@@ -108,8 +111,8 @@ def create_app(settings: Settings, session_factory: sessionmaker, on_change: Pub
         # is still supported (and is what a non-Flask-SQLAlchemy app has).
         warnings.simplefilter("ignore", DeprecationWarning)
         _add_views(panel, db)
-    panel.add_view(LiveView(db, CallStore(redis_client) if redis_client is not None else None,
-                            name="Live state", endpoint="live"))
+    calls, agents = (CallStore(redis_client), AgentStore(redis_client)) if redis_client is not None else (None, None)
+    panel.add_view(LiveView(db, calls, agents, name="Live state", endpoint="live"))
     panel.add_view(ProfileView(db, name="My profile", endpoint="profile"))
     return app
 
@@ -123,5 +126,6 @@ def _add_views(panel: Admin, db: scoped_session) -> None:
     panel.add_view(VoiceMenuView(db, name="Voice menus", endpoint="menu"))
     panel.add_view(VoicemailBoxView(db, name="Voicemail boxes", endpoint="voicemail_box"))
     panel.add_view(CallRecordView(db, name="Call history", endpoint="call", category="History"))
+    panel.add_view(MissedOfferView(db, name="Missed offers", endpoint="missed_offer", category="History"))
     panel.add_view(VoicemailMessageView(db, name="Voicemail messages", endpoint="voicemail", category="History"))
     panel.add_view(AdminUserView(AdminUser, db, name="Accounts", endpoint="account"))

@@ -1,13 +1,18 @@
 """Live state of a tenant: calls in progress (Redis, ``CallStore.active_calls``, the same
-data as the inspection tool) and department members' log-in state, refreshed by a small
+data as the inspection tool) and department members' state (``AgentStore.states``: log-in,
+automatic pause, offer, phone on a call, wrap-up, today's figures), refreshed by a small
 script polling ``calls.json``. Tenant admins see their tenant only; operators choose one
-(``?tenant=<id>``)."""
+(``?tenant=<id>``). Both may log a member in or out (``member/login``, ``member/logout``:
+POST with the CSRF token and the employee's ``id``); logging in also ends an automatic
+pause after missed offers."""
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
-from flask import abort, jsonify, redirect, request, url_for
+import redis
+from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_admin import BaseView, expose
 from sqlalchemy import select
 from sqlalchemy.orm import scoped_session
@@ -15,10 +20,13 @@ from werkzeug.wrappers import Response
 
 from admin.auth import CurrentUser, current_user
 from orchestrator.db.models import Department, DepartmentMember, Employee, Tenant
+from orchestrator.member_offers import utc_days
+from orchestrator.store.agents import AgentStore, MemberState
 from orchestrator.store.redis_store import CallStore
 
 REFRESH_SECONDS = 5
 SHOWN_FACTS = ("caller", "destination", "state")
+REDIS_DOWN = "Redis is not answering (%s): live state cannot be shown right now."
 
 
 def call_rows(calls: dict[str, dict[str, str]]) -> list[dict[str, str]]:
@@ -30,10 +38,43 @@ def call_rows(calls: dict[str, dict[str, str]]) -> list[dict[str, str]]:
     return rows
 
 
+def member_state(logged_in: bool, state: MemberState | None, now_ms: int) -> tuple[str, str]:
+    """(code, words a tenant admin understands) of one member, ``now_ms`` on Redis's clock.
+
+    The order is what matters most to the admin: logged out, then paused (no offers until
+    logged in again), then the phone on a call, ringing for an offer, wrap-up, available.
+    While a member talks on an answered department call the offer is still held and the
+    phone's channel (seen by the presence watcher) says "on a call"."""
+    if not logged_in:
+        return "logged_out", "logged out"
+    if state is None:
+        return "unknown", "unknown (live state unavailable)"
+    if state.paused:
+        if state.missed > 0:
+            return "paused", "paused after %d missed offer%s" % (state.missed, "" if state.missed == 1 else "s")
+        return "paused", "paused"
+    if state.channels > 0:
+        return "on_call", "on a call"
+    if state.offer and state.offer_until_ms > now_ms:
+        return "offered", "ringing (offered)"
+    if state.wrapup_until_ms > now_ms:
+        return "wrapup", "wrap-up, %d s left" % math.ceil((state.wrapup_until_ms - now_ms) / 1000)
+    return "available", "available"
+
+
+def talk_time(ms: int) -> str:
+    """Talk time as h:mm:ss (or m:ss under an hour)."""
+    seconds = max(0, ms) // 1000
+    hours, rest = divmod(seconds, 3600)
+    return "%d:%02d:%02d" % (hours, *divmod(rest, 60)) if hours else "%d:%02d" % divmod(rest, 60)
+
+
 class LiveView(BaseView):
-    def __init__(self, db: scoped_session, calls: CallStore | None, **kw: Any) -> None:
+    def __init__(self, db: scoped_session, calls: CallStore | None, agents: AgentStore | None = None,
+                 **kw: Any) -> None:
         self.db = db
         self.calls = calls
+        self.agents = agents
         super().__init__(**kw)
 
     def is_accessible(self) -> bool:
@@ -44,6 +85,10 @@ class LiveView(BaseView):
         if current_user() is None:
             return redirect(url_for("auth.login", next=request.full_path))
         abort(403)
+
+    @property
+    def available(self) -> bool:
+        return self.calls is not None and self.agents is not None
 
     def _tenants(self, user: CurrentUser) -> list[Tenant]:
         query = select(Tenant).order_by(Tenant.name)
@@ -65,19 +110,45 @@ class LiveView(BaseView):
             return []
         return call_rows(self.calls.active_calls(tenant_id, int(time.time() * 1000)))
 
-    def _members(self, tenant_id: int | None) -> list[dict[str, Any]]:
+    def _redis_now_ms(self) -> int:
+        assert self.agents is not None
+        seconds, micros = self.agents.r.time()  # the clock the agent scripts write with
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def _members(self, tenant_id: int | None, live: bool = True) -> list[dict[str, Any]]:
+        """Every department's members with their live state (one Redis round trip; with
+        ``live`` false, only what the database knows)."""
         if tenant_id is None:
             return []
         rows = self.db.execute(
-            select(Department.name, Employee.extension, Employee.name, Employee.logged_in)
+            select(Department.name, Employee.id, Employee.extension, Employee.name, Employee.logged_in)
             .join(DepartmentMember, DepartmentMember.department_id == Department.id)
             .join(Employee, Employee.id == DepartmentMember.employee_id)
             .where(Department.tenant_id == tenant_id, DepartmentMember.tenant_id == tenant_id,
                    Employee.tenant_id == tenant_id)
             .order_by(Department.extension, DepartmentMember.order)
-        )
-        return [{"department": d, "employee": "%s %s" % (ext, name), "logged_in": logged_in}
-                for d, ext, name, logged_in in rows]
+        ).all()
+        states: dict[int, MemberState] = {}
+        now_ms = 0
+        if live and self.agents is not None and rows:
+            now_ms = self._redis_now_ms()
+            states = self.agents.states(tenant_id, sorted({r[1] for r in rows}), utc_days(now_ms, 1))
+        out = []
+        for department, employee_id, extension, name, logged_in in rows:
+            state = states.get(employee_id)
+            code, words = member_state(logged_in, state, now_ms)
+            out.append({"department": department, "employee": "%s %s" % (extension, name),
+                        "employee_id": employee_id, "logged_in": logged_in, "state": code, "state_text": words,
+                        "calls_today": state.calls_today if state else 0,
+                        "talk_today": talk_time(state.talk_ms_today if state else 0)})
+        return out
+
+    def _live(self, tenant_id: int | None) -> tuple[list[dict[str, str]], list[dict[str, Any]], str]:
+        """(calls, members, problem): a Redis outage is said, not a server error."""
+        try:
+            return self._calls(tenant_id), self._members(tenant_id), ""
+        except redis.RedisError as exc:
+            return [], self._members(tenant_id, live=False), REDIS_DOWN % exc
 
     @expose("/")
     def index(self) -> str:
@@ -86,14 +157,52 @@ class LiveView(BaseView):
         tenants = self._tenants(user)
         tenant_id = self._tenant_id(user, tenants)
         json_url = url_for(".calls_json", tenant=tenant_id) if user.is_operator else url_for(".calls_json")
-        return self.render("pbx/live.html", available=self.calls is not None, tenants=tenants,
-                           tenant_id=tenant_id, calls=self._calls(tenant_id), members=self._members(tenant_id),
-                           json_url=json_url, refresh_seconds=REFRESH_SECONDS)
+        calls, members, problem = self._live(tenant_id)
+        return self.render("pbx/live.html", available=self.available, tenants=tenants, tenant_id=tenant_id,
+                           calls=calls, members=members, problem=problem, json_url=json_url,
+                           login_url=url_for(".member_login"), logout_url=url_for(".member_logout"),
+                           refresh_seconds=REFRESH_SECONDS)
 
     @expose("/calls.json")
     def calls_json(self) -> Response:
         user = current_user()
         assert user is not None
         tenant_id = self._tenant_id(user, self._tenants(user))
-        return jsonify({"tenant_id": tenant_id, "available": self.calls is not None,
-                        "calls": self._calls(tenant_id)})
+        calls, members, problem = self._live(tenant_id) if self.available else ([], [], "")
+        return jsonify({"tenant_id": tenant_id, "available": self.available, "calls": calls,
+                        "members": members, "problem": problem})
+
+    @expose("/member/login", methods=("POST",))
+    def member_login(self) -> Response:
+        return self._log(True)
+
+    @expose("/member/logout", methods=("POST",))
+    def member_logout(self) -> Response:
+        return self._log(False)
+
+    def _log(self, logged_in: bool) -> Response:
+        """Log the employee ``id`` (a form field) in or out: the tenant's own employees only
+        (anything else does not exist: 404). The database change is the log-in state calls
+        are routed by; logging in also ends an automatic pause in Redis."""
+        user = current_user()
+        assert user is not None
+        employee_id = request.form.get("id", type=int)
+        query = select(Employee).where(Employee.id == employee_id)
+        if not user.is_operator:
+            query = query.where(Employee.tenant_id == user.tenant_id)
+        employee = self.db.scalar(query) if employee_id is not None else None
+        if employee is None:
+            abort(404)
+        tenant_id, member = employee.tenant_id, employee.id
+        label = "%s %s" % (employee.extension, employee.name)
+        employee.logged_in = logged_in
+        self.db.commit()  # bumps the tenant's routing version: the next call sees it
+        flash("%s is logged %s." % (label, "in" if logged_in else "out"), "success")
+        if logged_in and self.agents is not None:
+            try:
+                self.agents.resume(tenant_id, member)
+            except redis.RedisError as exc:
+                flash("%s is logged in, but an automatic pause after missed offers could not be ended: "
+                      "Redis is not answering (%s). Log them in again in a moment." % (label, exc), "error")
+        back = url_for(".index", tenant=tenant_id) if user.is_operator else url_for(".index")
+        return redirect(back)

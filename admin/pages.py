@@ -43,6 +43,7 @@ LIVE = """{% extends 'admin/master.html' %}
     </select>
   </form>
   {% endif %}
+  <p class="alert alert-warning" id="live-problem" {% if not problem %}hidden{% endif %}>{{ problem }}</p>
   <h3>Calls in progress <small id="live-count">{{ calls|length }}</small></h3>
   <table class="table table-sm" id="live-calls">
     <thead><tr><th>Call</th><th>Caller</th><th>Destination</th><th>State</th><th>Details</th></tr></thead>
@@ -57,18 +58,46 @@ LIVE = """{% extends 'admin/master.html' %}
   </table>
   <h3>Members</h3>
   <table class="table table-sm" id="live-members">
-    <thead><tr><th>Department</th><th>Member</th><th>Logged in</th></tr></thead>
+    <thead><tr><th>Department</th><th>Member</th><th>State</th><th>Calls today</th><th>Talk time today</th>
+      <th></th></tr></thead>
     <tbody>
     {% for m in members %}
-      <tr><td>{{ m.department }}</td><td>{{ m.employee }}</td><td>{{ 'yes' if m.logged_in else 'no' }}</td></tr>
+      <tr data-state="{{ m.state }}"><td>{{ m.department }}</td><td>{{ m.employee }}</td><td>{{ m.state_text }}</td>
+        <td>{{ m.calls_today }}</td><td>{{ m.talk_today }}</td>
+        <td>
+          {% if not m.logged_in or m.state == 'paused' %}
+          <form method="post" action="{{ login_url }}" class="d-inline">
+            <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+            <input type="hidden" name="id" value="{{ m.employee_id }}">
+            <button type="submit" class="btn btn-sm btn-primary">{{ 'Log in' if not m.logged_in else 'Resume' }}</button>
+          </form>
+          {% endif %}
+          {% if m.logged_in %}
+          <form method="post" action="{{ logout_url }}" class="d-inline">
+            <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+            <input type="hidden" name="id" value="{{ m.employee_id }}">
+            <button type="submit" class="btn btn-sm btn-secondary">Log out</button>
+          </form>
+          {% endif %}
+        </td></tr>
+    {% else %}
+      <tr><td colspan="6">No department has members.</td></tr>
     {% endfor %}
     </tbody>
   </table>
-  <p class="text-muted">Refreshed every {{ refresh_seconds }} s.</p>
+  <p class="text-muted">Refreshed every {{ refresh_seconds }} s. "Paused" members get no offers until
+    logged in again (Resume) or until they place a call from their phone.</p>
   <script {{ admin_csp_nonce_attribute }}>
   (function () {
-    var url = {{ json_url|tojson }};
+    var url = {{ json_url|tojson }}, loginUrl = {{ login_url|tojson }}, logoutUrl = {{ logout_url|tojson }};
+    var token = {{ csrf_token()|tojson }};
     function esc(s) { var d = document.createElement('div'); d.textContent = s == null ? '' : s; return d.innerHTML; }
+    function button(action, id, label, style) {
+      return '<form method="post" action="' + esc(action) + '" class="d-inline">' +
+             '<input type="hidden" name="csrf_token" value="' + esc(token) + '">' +
+             '<input type="hidden" name="id" value="' + esc(id) + '">' +
+             '<button type="submit" class="btn btn-sm ' + style + '">' + esc(label) + '</button></form> ';
+    }
     function draw(data) {
       var rows = data.calls.map(function (c) {
         return '<tr><td>' + esc(c.uuid) + '</td><td>' + esc(c.caller) + '</td><td>' + esc(c.destination) +
@@ -77,6 +106,21 @@ LIVE = """{% extends 'admin/master.html' %}
       document.querySelector('#live-calls tbody').innerHTML =
         rows.join('') || '<tr><td colspan="5">No calls in progress.</td></tr>';
       document.getElementById('live-count').textContent = data.calls.length;
+      var members = data.members.map(function (m) {
+        var actions = '';
+        if (!m.logged_in || m.state === 'paused') {
+          actions += button(loginUrl, m.employee_id, m.logged_in ? 'Resume' : 'Log in', 'btn-primary');
+        }
+        if (m.logged_in) { actions += button(logoutUrl, m.employee_id, 'Log out', 'btn-secondary'); }
+        return '<tr data-state="' + esc(m.state) + '"><td>' + esc(m.department) + '</td><td>' + esc(m.employee) +
+               '</td><td>' + esc(m.state_text) + '</td><td>' + esc(m.calls_today) + '</td><td>' +
+               esc(m.talk_today) + '</td><td>' + actions + '</td></tr>';
+      });
+      document.querySelector('#live-members tbody').innerHTML =
+        members.join('') || '<tr><td colspan="6">No department has members.</td></tr>';
+      var problem = document.getElementById('live-problem');
+      problem.textContent = data.problem || '';
+      problem.hidden = !data.problem;
     }
     setInterval(function () {
       fetch(url, {credentials: 'same-origin'}).then(function (r) { return r.ok ? r.json() : null; })

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from flask import abort, redirect, request, url_for
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla.filters import IntEqualFilter
 from flask_admin.contrib.sqla.form import AdminModelConverter
 from flask_admin.model.form import converts
 from flask_wtf import FlaskForm
@@ -51,6 +52,18 @@ def picked_from_list(form: Any, field: Any) -> None:
 def scoped_picker(db: scoped_session, model: type) -> dict[str, Any]:
     """``form_args`` of a related picker: the tenant's rows only, anything else refused."""
     return {"query_factory": scoped_choices(db, model), "validators": [picked_from_list]}
+
+
+class ScopedChoiceFilter(IntEqualFilter):
+    """"Equals" on an id column, offered as a drop-down of ``choices(view)``: the rows the
+    current user may see (e.g. the tenant's employees). Flask-Admin computes a filter's
+    options once, at start, with nobody logged in; ``TenantScopedView`` asks for these on
+    every request instead. A typed-in id of another tenant's row only narrows the
+    (already scoped) list to nothing."""
+
+    def __init__(self, column: Any, name: str, choices: Callable[[Any], list[tuple[Any, str]]]) -> None:
+        super().__init__(column, name)
+        self.choices = choices
 
 
 class PanelForm(FlaskForm):
@@ -153,6 +166,15 @@ class TenantScopedView(SecureView):
 
     def get_query(self) -> Any:
         return self._scoped(super().get_query())
+
+    def _get_filter_groups(self) -> Any:
+        groups = super()._get_filter_groups()
+        for items in (groups or {}).values():
+            for item in items:
+                flt = self._filters[item["index"]] if self._filters else None
+                if isinstance(flt, ScopedChoiceFilter):
+                    item["options"] = [(str(k), str(v)) for k, v in flt.choices(self)]
+        return groups
 
     def get_count_query(self) -> Any:
         return self._scoped(super().get_count_query())

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_admin.contrib.sqla.filters import FilterEqual
 from sqlalchemy import false, or_, select
 from sqlalchemy.orm import scoped_session
 from werkzeug.security import generate_password_hash
 from wtforms import PasswordField
 from wtforms.validators import ValidationError
 
-from admin.scoping import ALL_ROLES, SecureView, TenantScopedView, scoped_picker
+from admin.scoping import ALL_ROLES, ScopedChoiceFilter, SecureView, TenantScopedView, scoped_picker
 from orchestrator.core.model import TargetKind
 from orchestrator.db.accounts import AdminRole, AdminUser
-from orchestrator.db.history import CallRecord, VoicemailMessage
+from orchestrator.db.history import CallRecord, MissedOffer, VoicemailMessage
 from orchestrator.db.models import (
     Department,
     DepartmentMember,
@@ -247,3 +248,85 @@ class VoicemailMessageView(ReadOnlyTenantView):
 
     def __init__(self, db: scoped_session, **kw: Any) -> None:
         super().__init__(VoicemailMessage, db, **kw)
+
+
+MISSED_RESULT_WORDS = {"no_answer": "no answer", "rejected": "rejected", "busy": "busy",
+                       "unregistered": "phone not registered"}
+
+
+def _own_employee_only(user: Any) -> bool:
+    return user.role is AdminRole.RESTRICTED
+
+
+def member_choices(view: TenantScopedView) -> list[tuple[int, str]]:
+    """The members a user may filter missed offers by: the tenant's employees (a
+    restricted user: only themself; the operator: everyone, with the tenant's name)."""
+    user = view.user
+    query = (select(Employee.id, Employee.extension, Employee.name, Tenant.name)
+             .join(Tenant, Tenant.id == Employee.tenant_id).order_by(Tenant.name, Employee.extension))
+    if not user.is_operator:
+        query = query.where(Employee.tenant_id == user.tenant_id)
+    if _own_employee_only(user):
+        query = query.where(Employee.id == user.employee_id)
+    return [(i, "%s %s" % (ext, name) + (" (%s)" % tenant if user.is_operator else ""))
+            for i, ext, name, tenant in view.session.execute(query)]
+
+
+def department_choices(view: TenantScopedView) -> list[tuple[int, str]]:
+    """The departments a user may filter missed offers by (a restricted user: their own)."""
+    user = view.user
+    query = (select(Department.id, Department.extension, Department.name, Tenant.name)
+             .join(Tenant, Tenant.id == Department.tenant_id).order_by(Tenant.name, Department.extension))
+    if not user.is_operator:
+        query = query.where(Department.tenant_id == user.tenant_id)
+    if _own_employee_only(user):
+        query = query.where(Department.id.in_(select(DepartmentMember.department_id).where(
+            DepartmentMember.employee_id == user.employee_id, DepartmentMember.tenant_id == user.tenant_id)))
+    return [(i, "%s %s" % (ext, name) + (" (%s)" % tenant if user.is_operator else ""))
+            for i, ext, name, tenant in view.session.execute(query)]
+
+
+def _same_tenant_label(view: Any, model: Any, row_model: type, row_id: int | None) -> str:
+    if row_id is None:
+        return "(deleted)"
+    row = view.session.get(row_model, row_id)  # the session's identity map: one query per row shown
+    if row is None or row.tenant_id != model.tenant_id:
+        return "#%d" % row_id
+    return "%s %s" % (row.extension, row.name)
+
+
+class MissedOfferView(ReadOnlyTenantView):
+    """A department member was offered a call and did not take it: the roles that see
+    call history (operators all, tenant admins and users their company's, restricted
+    users their own missed offers)."""
+
+    roles = ALL_ROLES
+    column_list = ("tenant_id", "offered_at", "employee_id", "department_id", "result", "rang_ms", "paused",
+                   "call_uuid")
+    column_labels = {"tenant_id": "Tenant", "offered_at": "Offered at", "employee_id": "Member",
+                     "department_id": "Department", "rang_ms": "Rang", "paused": "Paused the member",
+                     "call_uuid": "Call"}
+    column_filters = (
+        ScopedChoiceFilter(MissedOffer.employee_id, "Member", member_choices),
+        ScopedChoiceFilter(MissedOffer.department_id, "Department", department_choices),
+        FilterEqual(MissedOffer.result, "Result", options=list(MISSED_RESULT_WORDS.items())),
+        "offered_at",
+    )
+    column_searchable_list = ("call_uuid",)
+    column_default_sort = ("offered_at", True)
+    column_formatters = {
+        "employee_id": lambda v, c, m, n: _same_tenant_label(v, m, Employee, m.employee_id),
+        "department_id": lambda v, c, m, n: _same_tenant_label(v, m, Department, m.department_id),
+        "result": lambda v, c, m, n: MISSED_RESULT_WORDS.get(m.result, m.result),
+        "rang_ms": lambda v, c, m, n: "%.1f s" % (m.rang_ms / 1000),
+    }
+
+    def __init__(self, db: scoped_session, **kw: Any) -> None:
+        super().__init__(MissedOffer, db, **kw)
+
+    def row_scope(self, query: Any) -> Any:
+        if not _own_employee_only(self.user):
+            return query
+        if self.user.employee_id is None:
+            return query.filter(false())
+        return query.filter(MissedOffer.employee_id == self.user.employee_id)

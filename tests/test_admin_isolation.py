@@ -22,6 +22,7 @@ from werkzeug.security import generate_password_hash
 from admin.app import create_app
 from orchestrator.config import Settings
 from orchestrator.db import schema as db
+from orchestrator.store.agents import AgentStore, Release
 from orchestrator.store.redis_store import CallStore
 from orchestrator.tenant_doc import export_tenant, import_tenant
 from tests.test_admin_panel import DEMO, TOKEN
@@ -50,6 +51,7 @@ B_MARKERS = ("quix", "7770000", "7770001")  # in every B row's text; checked cas
 B_VALUES = ("Quixperson One", "Quixdesk", "+74957770000", "+79167770001", "quixcall")  # sent as queries
 SETTINGS = Settings(admin_password="operator-secret-1", admin_secret_key="x" * 40)
 UNSAFE = ("Hackedname", "+74957770099")  # values the walk tries to write into B's rows
+WALK_MODELS = {"live": db.Employee}  # pages without a model whose requests name rows: the ids to try
 
 
 @pytest.fixture
@@ -68,18 +70,27 @@ def factory(migrated_pg: sessionmaker) -> Iterator[sessionmaker]:
                             destination="500", started_at=when, route="Quixroute"))
         s.add(db.VoicemailMessage(tenant_id=b, box_id=box, caller="+79167770001", call_uuid="quixcall",
                                   recording_path="/rec/Quixrecording.wav", duration_ms=1000, created_at=when))
+        b_emp = {e.extension: e for e in s.scalars(select(db.Employee).where(db.Employee.tenant_id == b))}
+        b_emp["102"].logged_in = False  # the walk's log-ins must not log this one in
+        s.add(db.MissedOffer(tenant_id=b, employee_id=b_emp["101"].id, call_uuid="quixcall", offered_at=when,
+                             rang_ms=20_000, result="no_answer", paused=True,
+                             department_id=s.scalar(select(db.Department.id).where(db.Department.tenant_id == b))))
     yield f
 
 
 @pytest.fixture
 def app(factory: sessionmaker, redis_url: str) -> Iterator[Flask]:
-    """With a real Redis holding a live call of each tenant (for the live-state pages)."""
+    """With a real Redis holding a live call of each tenant (for the live-state pages) and
+    tenant B's member 101 paused after a missed offer (the walk's log-ins must not resume it)."""
     client = redis.Redis.from_url(redis_url)
     store = CallStore(client)
     now = int(time.time() * 1000)
     store.admit(tenant_of(factory, "demo.pbx.local"), "a-live-call", now, 0, {"caller": "+79160000009"})
-    store.admit(tenant_of(factory, "quix.example"), "quix-live-call", now, 0,
-                {"caller": "+79167770001", "destination": "Quixdesk"})
+    b = tenant_of(factory, "quix.example")
+    store.admit(b, "quix-live-call", now, 0, {"caller": "+79167770001", "destination": "Quixdesk"})
+    agents, b_emp = AgentStore(client), b_paused_member(factory, b)
+    agents.reserve(b, "quix-missed", 0, [b_emp], 1)
+    agents.release(b, "quix-missed", 0, [Release(b_emp, "missed", pause_after=1)], "20260302")
     yield create_app(SETTINGS, factory, redis_client=client)
     client.close()
 
@@ -90,6 +101,11 @@ def login(client: FlaskClient, username: str, password: str) -> str:
     assert response.status_code == 302
     return TOKEN.search(client.get("/admin/employee/new/")
                         .get_data(as_text=True)).group(1)
+
+
+def b_paused_member(factory: sessionmaker, b_tenant: int) -> int:
+    with factory() as s:
+        return s.scalar(select(db.Employee.id).where(db.Employee.tenant_id == b_tenant, db.Employee.extension == "101"))
 
 
 def tenant_of(factory: sessionmaker, domain: str) -> int:
@@ -112,10 +128,12 @@ def snapshot(factory: sessionmaker, tenant_id: int) -> tuple[Any, ...]:
                           .where(db.CallRecord.tenant_id == tenant_id)).all()
         messages = s.execute(select(db.VoicemailMessage.id, db.VoicemailMessage.recording_path)
                              .where(db.VoicemailMessage.tenant_id == tenant_id)).all()
+        misses = s.execute(select(db.MissedOffer.id, db.MissedOffer.employee_id, db.MissedOffer.result)
+                           .where(db.MissedOffer.tenant_id == tenant_id)).all()
         accounts = s.execute(select(db.AdminUser.id, db.AdminUser.username, db.AdminUser.password_hash,
                                     db.AdminUser.role).where(db.AdminUser.tenant_id == tenant_id)).all()
         return (export_tenant(s, tenant_id, with_secrets=True), tenant.routing_version, tenant.enabled,
-                sorted(calls), sorted(messages), sorted(accounts))
+                sorted(calls), sorted(messages), sorted(misses), sorted(accounts))
 
 
 def admin_views(app: Flask) -> dict[str, Any]:
@@ -137,7 +155,7 @@ def requests_for(app: Flask, b_tenant: int, factory: sessionmaker, token: str) -
         assert set(rule.arguments) <= set(args), "walk does not know how to fill %s" % rule
         with app.test_request_context():
             base = app.url_for(rule.endpoint, **args)
-        model = getattr(view, "model", None)
+        model = getattr(view, "model", None) or WALK_MODELS.get(blueprint)
         b_ids = rows_of(factory, model, b_tenant) if model is not None else []
         gets = [base, base + "?tenant=%d" % b_tenant] + [base + "?id=%d" % i for i in b_ids]
         for value in map(quote_plus, B_VALUES):
@@ -171,7 +189,8 @@ def leaks(body: str, url: str, data: dict[str, Any] | None) -> list[str]:
     return [m for m in B_MARKERS if m in text]
 
 
-def test_tenant_admin_sees_and_changes_nothing_of_another_tenant(app: Flask, factory: sessionmaker) -> None:
+def test_tenant_admin_sees_and_changes_nothing_of_another_tenant(app: Flask, factory: sessionmaker,
+                                                                 redis_url: str) -> None:
     b = tenant_of(factory, "quix.example")
     before = snapshot(factory, b)
     client = app.test_client()
@@ -189,6 +208,9 @@ def test_tenant_admin_sees_and_changes_nothing_of_another_tenant(app: Flask, fac
     assert not problems, "\n".join(problems)
     assert statuses.get(200, 0) > 50 and statuses.get(404, 0) > 20 and statuses.get(403, 0) > 10, statuses
     assert snapshot(factory, b) == before
+    client_redis = redis.Redis.from_url(redis_url)
+    assert AgentStore(client_redis).states(b, [b_paused_member(factory, b)])[b_paused_member(factory, b)].paused
+    client_redis.close()
     a = tenant_of(factory, "demo.pbx.local")
     with factory() as s:  # what the walk's saves did create (new rows) landed in A
         for model in (db.Employee, db.Department, db.Schedule, db.VoiceMenu, db.VoicemailBox):
@@ -210,7 +232,7 @@ def test_the_walk_reaches_other_tenants_data_when_allowed(app: Flask, factory: s
             if response.status_code == 200 and leaks(response.get_data(as_text=True), url, None):
                 shown.add(url.split("?")[0])
     for endpoint in ("employee", "department", "number", "schedule", "menu", "voicemail_box", "call",
-                     "voicemail", "tenant", "account", "live"):
+                     "voicemail", "missed_offer", "tenant", "account", "live"):
         assert "/admin/%s/" % endpoint in shown, endpoint
     for page in ("employee/details", "employee/edit", "live/calls.json"):
         assert "/admin/%s/" % page in shown or "/admin/%s" % page in shown, page

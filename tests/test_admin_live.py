@@ -1,24 +1,32 @@
-"""Live state pages: calls in progress from a real Redis (CallStore), members' log-in
-state, the JSON endpoint the page polls; scoped to the tenant."""
+"""Live state pages: calls in progress and members' state from a real Redis (CallStore,
+AgentStore), the JSON endpoint the page polls, logging members in and out; the
+missed-offers history; all scoped to the tenant."""
 from __future__ import annotations
 
+import re
 import time
+from datetime import datetime, timezone
 from typing import Iterator
 
 import pytest
 import redis
 from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 from werkzeug.security import generate_password_hash
 
 from admin.app import create_app
-from admin.live import call_rows
+from admin.live import call_rows, member_state, talk_time
+from admin.ratelimit import MemoryLoginThrottle
 from orchestrator.config import Settings
 from orchestrator.db import schema as db
+from orchestrator.member_offers import utc_days
+from orchestrator.store.agents import AgentStore, MemberState, Release
 from orchestrator.store.redis_store import CallStore
 from orchestrator.tenant_doc import import_tenant
 from tests.test_admin_isolation import B_DOC, login
-from tests.test_admin_panel import DEMO
+from tests.test_admin_panel import DEMO, TOKEN
 
 SETTINGS = Settings(admin_password="operator-secret-1", admin_secret_key="x" * 40)
 
@@ -29,8 +37,13 @@ def tenants(migrated_pg: sessionmaker) -> Iterator[tuple[sessionmaker, int, int]
     with f.begin() as s:
         a = import_tenant(s, DEMO)
         b = import_tenant(s, B_DOC)
-        s.add(db.AdminUser(username="a-admin", role=db.AdminRole.TENANT_ADMIN, tenant_id=a,
-                           password_hash=generate_password_hash("a-admin-secret")))
+        emp = {e.extension: e.id for e in s.scalars(select(db.Employee).where(db.Employee.tenant_id == a))}
+        for name, role, tenant, employee in (("a-admin", db.AdminRole.TENANT_ADMIN, a, None),
+                                             ("b-admin", db.AdminRole.TENANT_ADMIN, b, None),
+                                             ("a-user", db.AdminRole.USER, a, emp["102"]),
+                                             ("a-restricted", db.AdminRole.RESTRICTED, a, emp["105"])):
+            s.add(db.AdminUser(username=name, role=role, tenant_id=tenant, employee_id=employee,
+                               password_hash=generate_password_hash(name + "-secret")))
     yield f, a, b
 
 
@@ -90,7 +103,8 @@ def test_without_redis_the_page_says_so(tenants: tuple) -> None:
     client = create_app(SETTINGS, factory).test_client()
     login(client, "a-admin", "a-admin-secret")
     assert "runs without Redis" in client.get("/admin/live/").get_data(as_text=True)
-    assert client.get("/admin/live/calls.json").get_json() == {"tenant_id": a, "available": False, "calls": []}
+    assert client.get("/admin/live/calls.json").get_json() == {"tenant_id": a, "available": False, "calls": [],
+                                                               "members": [], "problem": ""}
 
 
 def test_call_rows_put_other_facts_in_details() -> None:
@@ -99,3 +113,226 @@ def test_call_rows_put_other_facts_in_details() -> None:
         {"uuid": "u1", "caller": "2", "destination": "3", "state": "", "details": "route=menu Main"},
         {"uuid": "u2", "caller": "1", "destination": "", "state": "", "details": ""},
     ]
+
+
+# ---------------------------------------------------------------- members' state
+
+def ids(factory: sessionmaker, tenant_id: int, model: type = db.Employee) -> dict[str, int]:
+    with factory() as s:
+        return {r.extension: r.id for r in s.scalars(select(model).where(model.tenant_id == tenant_id))}
+
+
+def logged_in(factory: sessionmaker, employee_id: int) -> bool:
+    with factory() as s:
+        return s.get(db.Employee, employee_id).logged_in
+
+
+def routing_version(factory: sessionmaker, tenant_id: int) -> int:
+    with factory() as s:
+        return s.get(db.Tenant, tenant_id).routing_version
+
+
+def pause(agents: AgentStore, tenant_id: int, department_id: int, employee_id: int, misses: int) -> None:
+    """Miss ``misses`` offers in a row with the department pausing after that many."""
+    for n in range(misses):
+        agents.reserve(tenant_id, "missed-%d" % n, department_id, [employee_id], 1)
+        agents.release(tenant_id, "missed-%d" % n, department_id,
+                       [Release(employee_id, "missed", pause_after=misses)], utc_days(int(time.time() * 1000), 1)[0])
+
+
+def members_of(data: dict) -> dict[str, dict]:
+    return {m["employee"].split()[0]: m for m in data["members"]}
+
+
+def sign_in(client: FlaskClient, username: str) -> str:
+    """Log in any role (``login`` reads its token from an admin-only page); returns a CSRF token."""
+    token = TOKEN.search(client.get("/login").get_data(as_text=True)).group(1)
+    response = client.post("/login", data={"username": username, "password": username + "-secret",
+                                           "csrf_token": token})
+    assert response.status_code == 302
+    return TOKEN.search(client.get("/admin/profile/").get_data(as_text=True)).group(1)
+
+
+def test_members_states_come_from_redis(tenants: tuple, client_redis: redis.Redis) -> None:
+    factory, a, b = tenants
+    emp, dep = ids(factory, a), ids(factory, a, db.Department)
+    agents = AgentStore(client_redis)
+    pause(agents, a, dep["200"], emp["102"], 2)
+    agents.channel_up(a, emp["103"], "chan-103", 60_000)
+    agents.reserve(a, "call-to-support", dep["300"], [emp["104"]], 1)
+    agents.reserve(a, "call-answered", dep["300"], [emp["105"]], 1)
+    agents.release(a, "call-answered", dep["300"], [Release(emp["105"], "answered", wrapup_ms=30_000, talk_ms=65_000)],
+                   utc_days(int(time.time() * 1000), 1)[0])
+    b_emp = ids(factory, b)
+    pause(agents, b, ids(factory, b, db.Department)["500"], b_emp["101"], 1)
+    client = create_app(SETTINGS, factory, redis_client=client_redis).test_client()
+    login(client, "a-admin", "a-admin-secret")
+
+    members = members_of(client.get("/admin/live/calls.json").get_json())
+    states = {ext: m["state_text"] for ext, m in members.items()}
+    assert states["101"] == "available"
+    assert states["102"] == "paused after 2 missed offers"
+    assert states["103"] == "on a call"
+    assert states["104"] == "ringing (offered)"
+    assert re.fullmatch(r"wrap-up, (29|30) s left", states["105"]), states["105"]
+    assert (members["105"]["calls_today"], members["105"]["talk_today"]) == (1, "1:05")
+    assert (members["101"]["calls_today"], members["101"]["talk_today"]) == (0, "0:00")
+    assert {m["employee_id"] for m in members.values()} <= set(emp.values())  # never B's members
+
+    page = client.get("/admin/live/").get_data(as_text=True)
+    for words in ("paused after 2 missed offers", "on a call", "ringing (offered)", "available", "1:05"):
+        assert words in page
+    assert "Quixperson" not in page and "Resume" in page and "Log out" in page
+
+    with factory.begin() as s:
+        s.get(db.Employee, emp["101"]).logged_in = False
+    members = members_of(client.get("/admin/live/calls.json").get_json())
+    assert members["101"]["state_text"] == "logged out" and members["101"]["logged_in"] is False
+    assert 'value="%d"' % emp["101"] in client.get("/admin/live/").get_data(as_text=True)
+
+
+def test_operator_sees_the_chosen_tenants_members(tenants: tuple, client_redis: redis.Redis) -> None:
+    factory, a, b = tenants
+    pause(AgentStore(client_redis), b, ids(factory, b, db.Department)["500"], ids(factory, b)["101"], 1)
+    client = create_app(SETTINGS, factory, redis_client=client_redis).test_client()
+    login(client, "operator", "operator-secret-1")
+    members = members_of(client.get("/admin/live/calls.json?tenant=%d" % b).get_json())
+    assert members["101"]["state_text"] == "paused after 1 missed offer" and members["102"]["state_text"] == "available"
+    assert "Ivan Petrov" not in {m["employee"] for m in members.values()}
+
+
+def test_tenant_admin_logs_a_member_out_and_in(tenants: tuple, client_redis: redis.Redis) -> None:
+    factory, a, _ = tenants
+    emp, dep = ids(factory, a), ids(factory, a, db.Department)
+    agents = AgentStore(client_redis)
+    client = create_app(SETTINGS, factory, redis_client=client_redis).test_client()
+    token = login(client, "a-admin", "a-admin-secret")
+    version = routing_version(factory, a)
+
+    out = client.post("/admin/live/member/logout", data={"csrf_token": token, "id": emp["103"]})
+    assert out.status_code == 302 and out.headers["Location"].endswith("/admin/live/")
+    assert not logged_in(factory, emp["103"])
+    assert routing_version(factory, a) > version  # the next call routes without 103
+    page = client.get("/admin/live/").get_data(as_text=True)
+    assert "103 Sergey Smirnov is logged out." in page and "logged out" in page
+
+    pause(agents, a, dep["200"], emp["103"], 3)
+    assert agents.states(a, [emp["103"]])[emp["103"]].paused
+    assert client.post("/admin/live/member/login", data={"csrf_token": token, "id": emp["103"]}).status_code == 302
+    assert logged_in(factory, emp["103"])
+    state = agents.states(a, [emp["103"]])[emp["103"]]
+    assert not state.paused and state.missed == 0
+    assert members_of(client.get("/admin/live/calls.json").get_json())["103"]["state_text"] == "available"
+
+
+def test_another_tenants_admin_and_plain_users_cannot_log_members(tenants: tuple, client_redis: redis.Redis) -> None:
+    factory, a, _ = tenants
+    emp, dep = ids(factory, a), ids(factory, a, db.Department)
+    agents = AgentStore(client_redis)
+    pause(agents, a, dep["200"], emp["102"], 1)
+    with factory.begin() as s:
+        s.get(db.Employee, emp["101"]).logged_in = False
+    version = routing_version(factory, a)
+    app = create_app(SETTINGS, factory, redis_client=client_redis)
+
+    other = app.test_client()
+    token = login(other, "b-admin", "b-admin-secret")
+    assert other.post("/admin/live/member/login", data={"csrf_token": token, "id": emp["101"]}).status_code == 404
+    assert other.post("/admin/live/member/login", data={"csrf_token": token, "id": emp["102"]}).status_code == 404
+    assert other.post("/admin/live/member/logout", data={"csrf_token": token, "id": emp["102"]}).status_code == 404
+    assert other.post("/admin/live/member/logout", data={"csrf_token": token}).status_code == 404
+
+    user = app.test_client()
+    user_token = sign_in(user, "a-user")
+    assert user.get("/admin/live/").status_code == 403
+    assert user.post("/admin/live/member/login", data={"csrf_token": user_token, "id": emp["101"]}).status_code == 403
+    assert user.post("/admin/live/member/logout", data={"csrf_token": user_token, "id": emp["102"]}).status_code == 403
+
+    admin = app.test_client()
+    login(admin, "a-admin", "a-admin-secret")
+    assert admin.post("/admin/live/member/login", data={"id": emp["101"]}).status_code == 400  # no CSRF token
+    assert admin.post("/admin/live/member/logout", data={"id": emp["102"], "csrf_token": "forged"}).status_code == 400
+
+    assert not logged_in(factory, emp["101"]) and logged_in(factory, emp["102"])
+    assert agents.states(a, [emp["102"]])[emp["102"]].paused
+    assert routing_version(factory, a) == version
+
+
+def test_log_in_stands_when_redis_is_down(tenants: tuple) -> None:
+    factory, a, _ = tenants
+    emp = ids(factory, a)
+    with factory.begin() as s:
+        s.get(db.Employee, emp["101"]).logged_in = False
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    client = create_app(SETTINGS, factory, redis_client=dead, login_throttle=MemoryLoginThrottle()).test_client()
+    token = login(client, "a-admin", "a-admin-secret")
+    page = client.get("/admin/live/").get_data(as_text=True)
+    assert "Redis is not answering" in page and "101 Ivan Petrov" in page  # members from the database
+    response = client.post("/admin/live/member/login", data={"csrf_token": token, "id": emp["101"]},
+                           follow_redirects=True)
+    assert response.status_code == 200 and logged_in(factory, emp["101"])
+    assert "automatic pause after missed offers could not be ended" in response.get_data(as_text=True)
+    dead.close()
+
+
+def test_member_state_words() -> None:
+    now = 1_000_000
+    cases = [
+        (False, MemberState(1, paused=True), "logged out"),
+        (True, None, "unknown (live state unavailable)"),
+        (True, MemberState(1, paused=True, missed=3, channels=1), "paused after 3 missed offers"),
+        (True, MemberState(1, paused=True), "paused"),
+        (True, MemberState(1, channels=2, offer="c", offer_until_ms=now + 1), "on a call"),
+        (True, MemberState(1, offer="c", offer_until_ms=now + 1, wrapup_until_ms=now + 5000), "ringing (offered)"),
+        (True, MemberState(1, offer="c", offer_until_ms=now), "available"),  # its lease expired
+        (True, MemberState(1, wrapup_until_ms=now + 4001), "wrap-up, 5 s left"),
+        (True, MemberState(1, wrapup_until_ms=now), "available"),
+    ]
+    for is_logged_in, state, words in cases:
+        assert member_state(is_logged_in, state, now)[1] == words, (state, words)
+    assert [talk_time(ms) for ms in (0, 65_400, 3_725_000)] == ["0:00", "1:05", "1:02:05"]
+
+
+# ---------------------------------------------------------------- missed offers
+
+def test_missed_offers_are_history_scoped_like_calls(tenants: tuple) -> None:
+    factory, a, b = tenants
+    emp, dep = ids(factory, a), ids(factory, a, db.Department)
+    b_emp, b_dep = ids(factory, b), ids(factory, b, db.Department)
+    when = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
+    with factory.begin() as s:
+        for uuid, tenant, employee, department, result in (
+                ("miss-102", a, emp["102"], dep["200"], "no_answer"),
+                ("miss-105", a, emp["105"], dep["300"], "rejected"),
+                ("miss-quix", b, b_emp["101"], b_dep["500"], "busy")):
+            s.add(db.MissedOffer(tenant_id=tenant, employee_id=employee, department_id=department, call_uuid=uuid,
+                                 offered_at=when, rang_ms=12_300, result=result, paused=uuid == "miss-105"))
+    with factory() as s:
+        quix_row = s.scalar(select(db.MissedOffer.id).where(db.MissedOffer.call_uuid == "miss-quix"))
+    app = create_app(SETTINGS, factory)
+
+    admin = app.test_client()
+    login(admin, "a-admin", "a-admin-secret")
+    page = admin.get("/admin/missed_offer/").get_data(as_text=True)
+    assert "miss-102" in page and "miss-105" in page and "102 Maria Ivanova" in page and "Sales" in page
+    assert "no answer" in page and "12.3 s" in page
+    assert "miss-quix" not in page and "Quix" not in page  # nor B's names among the filter choices
+    assert admin.get("/admin/missed_offer/details/?id=%d" % quix_row).status_code == 404
+    assert admin.get("/admin/missed_offer/new/").status_code in (302, 403, 404)
+    filtered = admin.get("/admin/missed_offer/?flt0_0=%d" % emp["105"]).get_data(as_text=True)
+    assert "miss-105" in filtered and "miss-102" not in filtered
+    by_result = admin.get("/admin/missed_offer/?flt0_2=no_answer").get_data(as_text=True)
+    assert "miss-102" in by_result and "miss-105" not in by_result
+
+    user = app.test_client()
+    sign_in(user, "a-user")
+    page = user.get("/admin/missed_offer/").get_data(as_text=True)
+    assert "miss-102" in page and "miss-105" in page and "miss-quix" not in page
+    restricted = app.test_client()
+    sign_in(restricted, "a-restricted")
+    page = restricted.get("/admin/missed_offer/").get_data(as_text=True)
+    assert "miss-105" in page and "miss-102" not in page and "Maria" not in page
+
+    operator = app.test_client()
+    login(operator, "operator", "operator-secret-1")
+    assert "miss-quix" in operator.get("/admin/missed_offer/").get_data(as_text=True)
