@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from gevent import monkey
 
-    monkey.patch_all()  # entry point only
+    if not monkey.is_module_patched("socket"):  # pbx-demo runs us in its own, patched process
+        monkey.patch_all()  # entry point only
     from simulator.server import FreeSwitchSim
 
     args = build_parser().parse_args(argv)

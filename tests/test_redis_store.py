@@ -103,3 +103,24 @@ def test_inspect_lists_live_calls(raw):
     out = io.StringIO()
     inspect_cli.main(["tenants"], out=out, client=raw)
     assert out.getvalue() == "tenant 3: 1 live call(s)\n"
+
+
+def test_inspect_members_and_queues(raw):
+    from orchestrator.store.agents import AgentStore, Release
+
+    agents = AgentStore(raw)
+    agents.reserve(3, "call-a", 10, [41, 42], want=1)
+    agents.reserve(3, "call-b", 10, [42], want=1)
+    agents.release(3, "call-b", 10, [Release(42, "answered", wrapup_ms=60_000, talk_ms=30_000)], inspect_cli.utc_days(inspect_cli._redis_ms(raw), 1)[0])
+    agents.join_queue(3, 10, "call-c", inspect_cli._redis_ms(raw) - 5000)
+    out = io.StringIO()
+    assert inspect_cli.main(["members", "--tenant", "3", "--json"], out=out, client=raw) == 0
+    rows = {r["employee"]: r for r in json.loads(out.getvalue())}
+    assert rows[41]["offer"] == "call-a" and rows[42]["offer"] == ""
+    assert 55_000 < rows[42]["wrapup_left_ms"] <= 60_000 and rows[42]["calls_today"] == 1 and rows[42]["talk_s_today"] == 30
+    out = io.StringIO()
+    inspect_cli.main(["members", "--tenant", "3"], out=out, client=raw)
+    assert "call-a" in out.getvalue() and "EMPLOYEE" in out.getvalue()
+    out = io.StringIO()
+    inspect_cli.main(["queues", "--tenant", "3"], out=out, client=raw)
+    assert out.getvalue().startswith("department 10: 1 waiting\n  1. call-c waiting 5s")
