@@ -329,3 +329,22 @@ def test_caller_hanging_up_on_hold_leaves_the_queue():
     d, _ = waiting_call(m, s, "c1", T0)
     d = step(m, d.state, HungUp("NORMAL_CLEARING"), ctx(s, T0 + 9000))
     assert m.queue == {} and isinstance(d.actions[-1], Finished)
+
+
+def test_no_answer_chain_department_to_department_to_voicemail():
+    s0 = snap(Strategy.RING_ALL, members=(Member(1), Member(2)), no_answer_target=Target(TargetKind.DEPARTMENT, 11))
+    second = Department(11, "Support", "201", Strategy.ONE_BY_ONE, ring_seconds=5, no_answer_timeout=5,
+                        no_answer_target=Target(TargetKind.VOICEMAIL, 5), members=(Member(3), Member(4)))
+    s = TenantSnapshot(7, "Demo", "demo.pbx.local", employees=s0.employees, departments={10: s0.departments[10], 11: second},
+                       numbers=s0.numbers, voicemail_boxes=s0.voicemail_boxes)
+    c = ctx(s)
+    m = Members()
+    d = m.drive(callflow.start(call(), c), c)
+    assert [leg[0] for leg in legs(bridge_of(d).arg)] == ["101", "102"]
+    d = step(m, d.state, no_answer(bridge_of(d).app_id, "ARRAY::id2;ALLOTTED_TIMEOUT|:id3;ALLOTTED_TIMEOUT"), at(c, T0 + 10_000, m))
+    assert legs(bridge_of(d).arg) == [("103", 0, 5)]
+    d = step(m, d.state, no_answer(bridge_of(d).app_id, "x;NO_ANSWER"), at(c, T0 + 15_000, m))
+    assert bridge_of(d).app == "playback"  # 5 s are over for Support: voicemail
+    assert results(m) == [(1, "no_answer"), (2, "no_answer"), (3, "no_answer")]
+    route = " -> ".join(d.state.route)
+    assert "department 200 (Sales), ring all" in route and "department 201 (Support), one by one" in route
