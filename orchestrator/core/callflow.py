@@ -17,9 +17,7 @@ FreeSWITCH behaviour this relies on (transcripts in shared/freeswitch):
 """
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field, replace
-from typing import Callable
+from dataclasses import dataclass, replace
 
 from orchestrator.core.actions import (
     Action,
@@ -41,55 +39,13 @@ from orchestrator.core.actions import (
     StoreVoicemail,
     Unbridged,
     Wake,
-    BreakHold,
-    JoinQueue,
-    LeaveQueue,
 )
-from orchestrator.core import offering
-from orchestrator.core.model import TenantSnapshot
-from orchestrator.core.offering import OfferRun
-from orchestrator.core.model import Department
-from orchestrator.core.plan import Announce, Hold, MenuStep, Offer, Policy, Ring, Step, Voicemail, plan_target
+from orchestrator.core import departments, offering
+from orchestrator.core.callstate import DONE, ENDING, RUNNING, TALKING, CallState, Context, Decision, blocking
+from orchestrator.core.plan import Announce, Hold, MenuStep, Offer, Ring, Step, Voicemail, plan_target
 from orchestrator.core.routing import Entry, entry_target
 
-# Phases
-RUNNING = "running"  # a step's blocking app is in flight
-TALKING = "talking"  # bridged to someone
-ENDING = "ending"  # the caller hung up; waiting for the last app's completion
-DONE = "done"
-
-
-@dataclass(frozen=True)
-class CallState:
-    call: CallInfo
-    phase: str = RUNNING
-    current: Step | None = None
-    plan: tuple[Step, ...] = ()
-    awaiting: str = ""  # app id (Event-UUID) of the blocking app in flight
-    awaiting_app: str = ""
-    seq: int = 0
-    route: tuple[str, ...] = ()
-    answered_by: int | None = None
-    recording: str = ""  # path of the voicemail being recorded
-    offer: OfferRun | None = None  # the department offer in progress
-
-
-@dataclass(frozen=True)
-class Decision:
-    state: CallState
-    actions: tuple[Action, ...]
-
-
-@dataclass(frozen=True)
-class Context:
-    """What the core may consult besides the event: data, policy, clock, ids."""
-
-    snapshot: TenantSnapshot | None
-    policy: Policy
-    now_ms: int
-    new_id: Callable[[], str]
-    rand: Callable[[], float] = field(default=random.random)  # weighted / random strategies
-
+__all__ = ["CallState", "Context", "Decision", "Opening", "finish_now", "handle", "opening", "start"]
 
 @dataclass(frozen=True)
 class Opening:
@@ -165,9 +121,9 @@ def handle(state: CallState, event: CoreEvent, ctx: Context) -> Decision:
             return Decision(replace(state, offer=offer), tuple(ended))
         return Decision(state, ())
     if isinstance(event, (MembersSeen, MembersReserved)):
-        return _offer_event(state, event, ctx)
+        return departments.member_answer(state, event, ctx, _run_steps)
     if isinstance(event, Wake):
-        return _wake(state, ctx)
+        return departments.wake(state, ctx)
     if isinstance(event, (Answered, Dtmf)):
         return Decision(state, ())
     if isinstance(event, AppCompleted):
@@ -208,18 +164,7 @@ def _completed(state: CallState, event: AppCompleted, ctx: Context) -> Decision:
         state = replace(state, route=state.route + ("%s: not answered (%s)" % (step.label, cause),))
         prefix: list[Action] = [Execute("unset", "pbx_fallback_dial")]
         if state.offer is not None:
-            offer, ended = offering.failed(state.offer, step, event.variables, ctx.now_ms)
-            prefix += ended
-            dep = ctx.snapshot.departments.get(offer.department_id) if ctx.snapshot else None
-            nxt = offering.next_attempt(offer, dep, ctx.now_ms, ctx.new_id) if dep is not None else None
-            if nxt is not None:
-                offer, asks = nxt
-                return Decision(replace(state, offer=offer), tuple(prefix + asks))
-            if dep is not None and offer.since_ms and ctx.now_ms < offer.wait_until_ms:
-                # Came from the queue and the member did not answer: back on hold, at
-                # the same place in the queue.
-                return _hold(state, offer, dep, ctx, prefix)
-            state = replace(state, offer=None)
+            return departments.ring_failed(state, step, event, ctx, prefix, _run_steps)
         return _run_steps(state, list(state.plan), ctx, prefix)
     if isinstance(step, Voicemail):
         if event.app == "playback":
@@ -231,7 +176,7 @@ def _completed(state: CallState, event: AppCompleted, ctx: Context) -> Decision:
     if isinstance(step, MenuStep):
         return _menu_result(state, step, event, ctx)
     if isinstance(step, Hold):
-        return _hold_ended(state, step, ctx)
+        return departments.hold_ended(state, step, ctx, _run_steps)
     return Decision(state, ())
 
 
@@ -243,114 +188,21 @@ def _run_steps(state: CallState, steps: list[Step], ctx: Context, prefix: list[A
     actions = list(prefix)
     if isinstance(step, Ring):
         actions.append(Execute("set", "pbx_fallback_dial=%s" % step.dial))
-        return _blocking(state, actions, "bridge", step.dial, ctx)
+        return blocking(state, actions, "bridge", step.dial, ctx)
     if isinstance(step, Voicemail):
         greeting = step.greeting or ctx.policy.sound_voicemail_greeting
         actions.append(Execute("answer"))
-        return _blocking(state, actions, "playback", "file_string://%s!%s" % (greeting, ctx.policy.sound_voicemail_beep), ctx)
+        return blocking(state, actions, "playback", "file_string://%s!%s" % (greeting, ctx.policy.sound_voicemail_beep), ctx)
     if isinstance(step, Announce):
         if step.answer:
             actions.append(Execute("answer"))
         # playback on an unanswered channel pre-answers it (183, early media; P08c).
-        return _blocking(state, actions, "playback", step.sound, ctx)
+        return blocking(state, actions, "playback", step.sound, ctx)
     if isinstance(step, MenuStep):
         return _menu_prompt(state, step, ctx, actions)
     if isinstance(step, Offer):
-        return _offer_start(state, step, ctx, actions)
+        return departments.start(state, step, ctx, actions, _run_steps)
     raise AssertionError("unknown step %r" % (step,))
-
-
-# ------------------------------------------------------------------ department offers
-
-
-def _offer_start(state: CallState, step: Offer, ctx: Context, actions: list[Action]) -> Decision:
-    snap = ctx.snapshot
-    dep = snap.departments.get(step.department_id) if snap else None
-    run, asks = offering.begin(dep, snap, step.label, ctx.now_ms, ctx.new_id, ctx.rand) if dep and snap else (None, [])
-    if run is None:
-        state = replace(state, route=state.route + ("%s: nobody logged in" % step.label,))
-        return _run_steps(state, list(state.plan), ctx, actions + asks)
-    return Decision(replace(state, offer=run), tuple(actions + asks))
-
-
-def _offer_event(state: CallState, event: MembersSeen | MembersReserved, ctx: Context) -> Decision:
-    run, snap = state.offer, ctx.snapshot
-    dep = snap.departments.get(run.department_id) if run is not None and snap is not None else None
-    if run is None or snap is None or dep is None or event.request_id != run.request_id:
-        return Decision(state, ())
-    if isinstance(event, MembersSeen):
-        run, asks = offering.seen(run, event, dep, snap, ctx.rand, ctx.new_id)
-        return Decision(replace(state, offer=run), tuple(asks))
-    run, ring, actions = offering.reserved(run, event, dep, snap, ctx.now_ms, ctx.new_id)
-    if ring is not None and run.waiting:
-        # Taken for a caller on hold: stop the music; the ring starts at its completion.
-        waited = (ctx.now_ms - run.since_ms) // 1000
-        note = "queue: a member is free after %d s" % waited
-        return Decision(replace(state, offer=replace(run, pending=ring), route=state.route + (note,)), tuple(actions) + (BreakHold(),))
-    if ring is not None:
-        return _ring_members(state, run, ring, actions, ctx)
-    if run.waiting:
-        return Decision(replace(state, offer=run), tuple(actions))  # still nobody: keep waiting
-    if offering.can_wait(dep) and (not run.since_ms or ctx.now_ms < run.wait_until_ms):
-        return _hold(state, run, dep, ctx, actions)
-    note = "%s: nobody available" % run.label if run.tried == 0 else "%s: nobody else available" % run.label
-    state = replace(state, offer=None, route=state.route + (note,))
-    return _run_steps(state, list(state.plan), ctx, actions)
-
-
-def _ring_members(state: CallState, run: OfferRun, ring: Ring, actions: list[Action], ctx: Context) -> Decision:
-    state = replace(state, offer=run, current=ring)
-    actions.append(Execute("set", "pbx_fallback_dial=%s" % ring.dial))
-    return _blocking(state, actions, "bridge", ring.dial, ctx)
-
-
-# ------------------------------------------------------------------ department queue
-
-
-def _hold(state: CallState, run: OfferRun, dep: Department, ctx: Context, actions: list[Action]) -> Decision:
-    """Nobody is free: the caller waits on hold, keeping their place in the queue.
-
-    The music is one blocking ``playback``; when a member is taken for the caller the
-    adapter breaks it (``uuid_break``, P07b/c) and the bridge follows its completion.
-    """
-    first = not run.since_ms
-    since = run.since_ms or ctx.now_ms
-    until = run.wait_until_ms or ctx.now_ms + dep.queue.max_wait * 1000
-    run = replace(run, waiting=True, since_ms=since, wait_until_ms=until, pending=None, leaving=False, held=())
-    hold = Hold(dep.id, dep.queue.music or "", "queue of %s" % run.label)
-    note = "waiting in the queue (up to %d s)" % dep.queue.max_wait if first else "back in the queue"
-    state = replace(state, offer=run, current=hold, route=state.route + (note,))
-    actions = actions + [JoinQueue(dep.id, since), Execute("answer")]
-    return _blocking(state, actions, "playback", hold.sound, ctx)
-
-
-def _wake(state: CallState, ctx: Context) -> Decision:
-    run, snap = state.offer, ctx.snapshot
-    dep = snap.departments.get(run.department_id) if run is not None and snap is not None else None
-    if run is None or dep is None or not run.waiting or run.pending is not None or run.leaving:
-        return Decision(state, ())
-    if ctx.now_ms >= run.wait_until_ms:
-        note = "queue: nobody free within %d s" % dep.queue.max_wait
-        run = replace(run, leaving=True)
-        return Decision(replace(state, offer=run, route=state.route + (note,)), (LeaveQueue(dep.id), BreakHold()))
-    run, asks = offering.retry(run, dep, ctx.now_ms, ctx.new_id)
-    return Decision(replace(state, offer=run), tuple(asks))
-
-
-def _hold_ended(state: CallState, step: Hold, ctx: Context) -> Decision:
-    run = state.offer
-    if run is not None and run.pending is not None:
-        ring = run.pending
-        return _ring_members(state, replace(run, waiting=False, pending=None), ring, [], ctx)
-    if run is None or run.leaving:
-        return _run_steps(replace(state, offer=None), list(state.plan), ctx, [])
-    return _blocking(state, [], "playback", step.sound, ctx)  # the music ended by itself: again
-
-
-def _blocking(state: CallState, actions: list[Action], app: str, arg: str, ctx: Context) -> Decision:
-    app_id = ctx.new_id()
-    actions.append(Execute(app, arg, app_id, wait=True))
-    return Decision(replace(state, awaiting=app_id, awaiting_app=app, seq=state.seq + 1), tuple(actions))
 
 
 def _record(state: CallState, step: Voicemail, ctx: Context) -> Decision:
@@ -360,7 +212,7 @@ def _record(state: CallState, step: Voicemail, ctx: Context) -> Decision:
     # record <path> <max seconds> <silence threshold> <silence hits>: stops after 3 s
     # of silence, or at the limit, or when the caller hangs up.
     state = replace(state, recording=path)
-    return _blocking(state, [], "record", "%s %d 200 3" % (path, step.max_seconds), ctx)
+    return blocking(state, [], "record", "%s %d 200 3" % (path, step.max_seconds), ctx)
 
 
 def _voicemail_saved(state: CallState, event: AppCompleted) -> list[Action]:
@@ -394,7 +246,7 @@ def _menu_prompt(state: CallState, step: MenuStep, ctx: Context, actions: list[A
     #   variable (P05): absent when nothing was typed.
     arg = "1 %d 1 %d # %s silence_stream://250 pbx_menu_digits \\d+ %d" % (
         max_digits, menu.timeout_seconds * 1000, greeting, ctx.policy.menu_digit_timeout_ms)
-    return _blocking(state, actions, "play_and_get_digits", arg, ctx)
+    return blocking(state, actions, "play_and_get_digits", arg, ctx)
 
 
 def _menu_result(state: CallState, step: MenuStep, event: AppCompleted, ctx: Context) -> Decision:

@@ -1,0 +1,118 @@
+"""Department steps of a call: offering to members, ringing them, the queue. Pure.
+
+``callflow`` hands these the call's state; ``offering`` holds the offer's own rules.
+FreeSWITCH behaviour relied on: ``uuid_break <uuid> all`` ends the hold music's
+``playback`` with EXECUTE_COMPLETE ('FILE PLAYED'), after which the next app runs
+normally (transcripts P07b/P07c); ``local_stream://`` music plays until broken.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from orchestrator.core import offering
+from orchestrator.core.actions import Action, AppCompleted, BreakHold, Execute, JoinQueue, LeaveQueue, MembersReserved, MembersSeen
+from orchestrator.core.callstate import CallState, Context, Decision, RunSteps, blocking
+from orchestrator.core.model import Department
+from orchestrator.core.offering import OfferRun
+from orchestrator.core.plan import Hold, Offer, Ring
+
+def start(state: CallState, step: Offer, ctx: Context, actions: list[Action], run_steps: RunSteps) -> Decision:
+    snap = ctx.snapshot
+    dep = snap.departments.get(step.department_id) if snap else None
+    run, asks = offering.begin(dep, snap, step.label, ctx.now_ms, ctx.new_id, ctx.rand) if dep and snap else (None, [])
+    if run is None:
+        state = replace(state, route=state.route + ("%s: nobody logged in" % step.label,))
+        return run_steps(state, list(state.plan), ctx, actions + asks)
+    return Decision(replace(state, offer=run), tuple(actions + asks))
+
+
+def member_answer(state: CallState, event: MembersSeen | MembersReserved, ctx: Context, run_steps: RunSteps) -> Decision:
+    run, snap = state.offer, ctx.snapshot
+    dep = snap.departments.get(run.department_id) if run is not None and snap is not None else None
+    if run is None or snap is None or dep is None or event.request_id != run.request_id:
+        return Decision(state, ())
+    if isinstance(event, MembersSeen):
+        run, asks = offering.seen(run, event, dep, snap, ctx.rand, ctx.new_id)
+        return Decision(replace(state, offer=run), tuple(asks))
+    run, ring, actions = offering.reserved(run, event, dep, snap, ctx.now_ms, ctx.new_id)
+    if ring is not None and run.waiting:
+        # Taken for a caller on hold: stop the music; the ring starts at its completion.
+        waited = (ctx.now_ms - run.since_ms) // 1000
+        note = "queue: a member is free after %d s" % waited
+        return Decision(replace(state, offer=replace(run, pending=ring), route=state.route + (note,)), tuple(actions) + (BreakHold(),))
+    if ring is not None:
+        return ring_members(state, run, ring, actions, ctx)
+    if run.waiting:
+        return Decision(replace(state, offer=run), tuple(actions))  # still nobody: keep waiting
+    if offering.can_wait(dep) and (not run.since_ms or ctx.now_ms < run.wait_until_ms):
+        return hold(state, run, dep, ctx, actions)
+    note = "%s: nobody available" % run.label if run.tried == 0 else "%s: nobody else available" % run.label
+    state = replace(state, offer=None, route=state.route + (note,))
+    return run_steps(state, list(state.plan), ctx, actions)
+
+
+def ring_members(state: CallState, run: OfferRun, ring: Ring, actions: list[Action], ctx: Context) -> Decision:
+    state = replace(state, offer=run, current=ring)
+    actions.append(Execute("set", "pbx_fallback_dial=%s" % ring.dial))
+    return blocking(state, actions, "bridge", ring.dial, ctx)
+
+
+# ------------------------------------------------------------------ department queue
+
+
+def hold(state: CallState, run: OfferRun, dep: Department, ctx: Context, actions: list[Action]) -> Decision:
+    """Nobody is free: the caller waits on hold, keeping their place in the queue.
+
+    The music is one blocking ``playback``; when a member is taken for the caller the
+    adapter breaks it (``uuid_break``, P07b/c) and the bridge follows its completion.
+    """
+    first = not run.since_ms
+    since = run.since_ms or ctx.now_ms
+    until = run.wait_until_ms or ctx.now_ms + dep.queue.max_wait * 1000
+    run = replace(run, waiting=True, since_ms=since, wait_until_ms=until, pending=None, leaving=False, held=())
+    hold = Hold(dep.id, dep.queue.music or "", "queue of %s" % run.label)
+    note = "waiting in the queue (up to %d s)" % dep.queue.max_wait if first else "back in the queue"
+    state = replace(state, offer=run, current=hold, route=state.route + (note,))
+    actions = actions + [JoinQueue(dep.id, since), Execute("answer")]
+    return blocking(state, actions, "playback", hold.sound, ctx)
+
+
+def wake(state: CallState, ctx: Context) -> Decision:
+    run, snap = state.offer, ctx.snapshot
+    dep = snap.departments.get(run.department_id) if run is not None and snap is not None else None
+    if run is None or dep is None or not run.waiting or run.pending is not None or run.leaving:
+        return Decision(state, ())
+    if ctx.now_ms >= run.wait_until_ms:
+        note = "queue: nobody free within %d s" % dep.queue.max_wait
+        run = replace(run, leaving=True)
+        return Decision(replace(state, offer=run, route=state.route + (note,)), (LeaveQueue(dep.id), BreakHold()))
+    run, asks = offering.retry(run, dep, ctx.now_ms, ctx.new_id)
+    return Decision(replace(state, offer=run), tuple(asks))
+
+
+def hold_ended(state: CallState, step: Hold, ctx: Context, run_steps: RunSteps) -> Decision:
+    run = state.offer
+    if run is not None and run.pending is not None:
+        ring = run.pending
+        return ring_members(state, replace(run, waiting=False, pending=None), ring, [], ctx)
+    if run is None or run.leaving:
+        return run_steps(replace(state, offer=None), list(state.plan), ctx, [])
+    return blocking(state, [], "playback", step.sound, ctx)  # the music ended by itself: again
+
+
+
+
+def ring_failed(state: CallState, step: Ring, event: AppCompleted, ctx: Context, prefix: list[Action], run_steps: RunSteps) -> Decision:
+    """Nobody answered the members' bridge: end their offers, then the next member (hunt),
+    back on hold (a caller from the queue keeps their place), or the plan goes on."""
+    assert state.offer is not None
+    offer, ended = offering.failed(state.offer, step, event.variables, ctx.now_ms)
+    prefix = prefix + ended
+    dep = ctx.snapshot.departments.get(offer.department_id) if ctx.snapshot else None
+    nxt = offering.next_attempt(offer, dep, ctx.now_ms, ctx.new_id) if dep is not None else None
+    if nxt is not None:
+        offer, asks = nxt
+        return Decision(replace(state, offer=offer), tuple(prefix + asks))
+    if dep is not None and offer.since_ms and ctx.now_ms < offer.wait_until_ms:
+        return hold(state, offer, dep, ctx, prefix)
+    return run_steps(replace(state, offer=None), list(state.plan), ctx, prefix)
