@@ -1,7 +1,9 @@
 """Live state of a tenant: calls in progress (Redis, ``CallStore.active_calls``, the same
 data as the inspection tool) and department members' state (``AgentStore.states``: log-in,
-automatic pause, offer, phone on a call, wrap-up, today's figures), refreshed by a small
-script polling ``calls.json``. Tenant admins see their tenant only; operators choose one
+automatic pause, offer, phone on a call, wrap-up, today's figures) and each department's
+queue (``AgentStore.queue``: callers on hold in order, how long they have waited on Redis's
+clock, their number when the call's facts are known), refreshed by a small script polling
+``calls.json``. Tenant admins see their tenant only; operators choose one
 (``?tenant=<id>``). Both may log a member in or out (``member/login``, ``member/logout``:
 POST with the CSRF token and the employee's ``id``); logging in also ends an automatic
 pause after missed offers."""
@@ -62,6 +64,22 @@ def member_state(logged_in: bool, state: MemberState | None, now_ms: int) -> tup
     return "available", "available"
 
 
+def queue_rows(departments: list[tuple[int, str, str]], waiting: dict[int, list[tuple[str, int]]] | None,
+               calls: dict[str, dict[str, str]], now_ms: int) -> list[dict[str, Any]]:
+    """One entry per department (id, name, extension), its waiting callers in order:
+    position, call uuid, caller (from the call's facts, if still there) and seconds waited
+    since the caller's place (``now_ms`` and places on Redis's clock). ``waiting`` None:
+    the queues are unknown (Redis is not answering)."""
+    out = []
+    for department_id, name, extension in departments:
+        callers = [{"position": n, "uuid": uuid, "caller": calls.get(uuid, {}).get("caller", ""),
+                    "waited_s": max(0, now_ms - place_ms) // 1000}
+                   for n, (uuid, place_ms) in enumerate((waiting or {}).get(department_id, []), 1)]
+        out.append({"department": "%s %s" % (extension, name), "department_id": department_id,
+                    "known": waiting is not None, "waiting": callers})
+    return out
+
+
 def talk_time(ms: int) -> str:
     """Talk time as h:mm:ss (or m:ss under an hour)."""
     seconds = max(0, ms) // 1000
@@ -105,10 +123,10 @@ class LiveView(BaseView):
             abort(404)
         return wanted if wanted is not None else (tenants[0].id if tenants else None)
 
-    def _calls(self, tenant_id: int | None) -> list[dict[str, str]]:
+    def _active_calls(self, tenant_id: int | None) -> dict[str, dict[str, str]]:
         if self.calls is None or tenant_id is None:
-            return []
-        return call_rows(self.calls.active_calls(tenant_id, int(time.time() * 1000)))
+            return {}
+        return self.calls.active_calls(tenant_id, int(time.time() * 1000))
 
     def _redis_now_ms(self) -> int:
         assert self.agents is not None
@@ -143,12 +161,28 @@ class LiveView(BaseView):
                         "talk_today": talk_time(state.talk_ms_today if state else 0)})
         return out
 
-    def _live(self, tenant_id: int | None) -> tuple[list[dict[str, str]], list[dict[str, Any]], str]:
-        """(calls, members, problem): a Redis outage is said, not a server error."""
+    def _queues(self, tenant_id: int | None, calls: dict[str, dict[str, str]] | None) -> list[dict[str, Any]]:
+        """Every department's queue (``calls`` None: Redis is down, only the departments)."""
+        if tenant_id is None:
+            return []
+        departments = [(r[0], r[1], r[2]) for r in self.db.execute(
+            select(Department.id, Department.name, Department.extension)
+            .where(Department.tenant_id == tenant_id).order_by(Department.extension))]
+        if calls is None or self.agents is None or not departments:
+            return queue_rows(departments, None, {}, 0)
+        now_ms = self._redis_now_ms()
+        waiting = {d[0]: self.agents.queue(tenant_id, d[0]) for d in departments}
+        return queue_rows(departments, waiting, calls, now_ms)
+
+    def _live(self, tenant_id: int | None) -> dict[str, Any]:
+        """Calls, members, queues and a problem: a Redis outage is said, not a server error."""
         try:
-            return self._calls(tenant_id), self._members(tenant_id), ""
+            calls = self._active_calls(tenant_id)
+            return {"calls": call_rows(calls), "members": self._members(tenant_id),
+                    "queues": self._queues(tenant_id, calls), "problem": ""}
         except redis.RedisError as exc:
-            return [], self._members(tenant_id, live=False), REDIS_DOWN % exc
+            return {"calls": [], "members": self._members(tenant_id, live=False),
+                    "queues": self._queues(tenant_id, None), "problem": REDIS_DOWN % exc}
 
     @expose("/")
     def index(self) -> str:
@@ -157,9 +191,8 @@ class LiveView(BaseView):
         tenants = self._tenants(user)
         tenant_id = self._tenant_id(user, tenants)
         json_url = url_for(".calls_json", tenant=tenant_id) if user.is_operator else url_for(".calls_json")
-        calls, members, problem = self._live(tenant_id)
         return self.render("pbx/live.html", available=self.available, tenants=tenants, tenant_id=tenant_id,
-                           calls=calls, members=members, problem=problem, json_url=json_url,
+                           **self._live(tenant_id), json_url=json_url,
                            login_url=url_for(".member_login"), logout_url=url_for(".member_logout"),
                            refresh_seconds=REFRESH_SECONDS)
 
@@ -168,9 +201,8 @@ class LiveView(BaseView):
         user = current_user()
         assert user is not None
         tenant_id = self._tenant_id(user, self._tenants(user))
-        calls, members, problem = self._live(tenant_id) if self.available else ([], [], "")
-        return jsonify({"tenant_id": tenant_id, "available": self.available, "calls": calls,
-                        "members": members, "problem": problem})
+        live = self._live(tenant_id) if self.available else {"calls": [], "members": [], "queues": [], "problem": ""}
+        return jsonify({"tenant_id": tenant_id, "available": self.available, **live})
 
     @expose("/member/login", methods=("POST",))
     def member_login(self) -> Response:

@@ -85,6 +85,24 @@ LIVE = """{% extends 'admin/master.html' %}
     {% endfor %}
     </tbody>
   </table>
+  <h3>Queues</h3>
+  <table class="table table-sm" id="live-queues">
+    <thead><tr><th>Department</th><th>Position</th><th>Caller</th><th>Waiting</th><th>Call</th></tr></thead>
+    <tbody>
+    {% for q in queues %}
+      {% for w in q.waiting %}
+      <tr data-department="{{ q.department_id }}"><td>{{ q.department }}</td><td>{{ w.position }}</td>
+        <td>{{ w.caller }}</td><td>{{ w.waited_s }} s</td><td>{{ w.uuid }}</td></tr>
+      {% else %}
+      <tr data-department="{{ q.department_id }}"><td>{{ q.department }}</td>
+        <td colspan="4" class="text-muted">{{ 'nobody waiting' if q.known else 'unknown (live state unavailable)' }}
+        </td></tr>
+      {% endfor %}
+    {% else %}
+      <tr><td colspan="5">No departments.</td></tr>
+    {% endfor %}
+    </tbody>
+  </table>
   <p class="text-muted">Refreshed every {{ refresh_seconds }} s. "Paused" members get no offers until
     logged in again (Resume) or until they place a call from their phone.</p>
   <script {{ admin_csp_nonce_attribute }}>
@@ -118,6 +136,19 @@ LIVE = """{% extends 'admin/master.html' %}
       });
       document.querySelector('#live-members tbody').innerHTML =
         members.join('') || '<tr><td colspan="6">No department has members.</td></tr>';
+      var queues = data.queues.map(function (q) {
+        var head = '<tr data-department="' + esc(q.department_id) + '"><td>' + esc(q.department) + '</td>';
+        if (!q.waiting.length) {
+          return head + '<td colspan="4" class="text-muted">' +
+                 (q.known ? 'nobody waiting' : 'unknown (live state unavailable)') + '</td></tr>';
+        }
+        return q.waiting.map(function (w) {
+          return head + '<td>' + esc(w.position) + '</td><td>' + esc(w.caller) + '</td><td>' + esc(w.waited_s) +
+                 ' s</td><td>' + esc(w.uuid) + '</td></tr>';
+        }).join('');
+      });
+      document.querySelector('#live-queues tbody').innerHTML =
+        queues.join('') || '<tr><td colspan="5">No departments.</td></tr>';
       var problem = document.getElementById('live-problem');
       problem.textContent = data.problem || '';
       problem.hidden = !data.problem;

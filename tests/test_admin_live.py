@@ -1,6 +1,6 @@
-"""Live state pages: calls in progress and members' state from a real Redis (CallStore,
-AgentStore), the JSON endpoint the page polls, logging members in and out; the
-missed-offers history; all scoped to the tenant."""
+"""Live state pages: calls in progress, members' state and departments' queues from a real
+Redis (CallStore, AgentStore), the JSON endpoint the page polls, logging members in and
+out; the missed-offers history; all scoped to the tenant."""
 from __future__ import annotations
 
 import re
@@ -17,7 +17,7 @@ from sqlalchemy.orm import sessionmaker
 from werkzeug.security import generate_password_hash
 
 from admin.app import create_app
-from admin.live import call_rows, member_state, talk_time
+from admin.live import call_rows, member_state, queue_rows, talk_time
 from admin.ratelimit import MemoryLoginThrottle
 from orchestrator.config import Settings
 from orchestrator.db import schema as db
@@ -104,7 +104,7 @@ def test_without_redis_the_page_says_so(tenants: tuple) -> None:
     login(client, "a-admin", "a-admin-secret")
     assert "runs without Redis" in client.get("/admin/live/").get_data(as_text=True)
     assert client.get("/admin/live/calls.json").get_json() == {"tenant_id": a, "available": False, "calls": [],
-                                                               "members": [], "problem": ""}
+                                                               "members": [], "queues": [], "problem": ""}
 
 
 def test_call_rows_put_other_facts_in_details() -> None:
@@ -268,6 +268,10 @@ def test_log_in_stands_when_redis_is_down(tenants: tuple) -> None:
     token = login(client, "a-admin", "a-admin-secret")
     page = client.get("/admin/live/").get_data(as_text=True)
     assert "Redis is not answering" in page and "101 Ivan Petrov" in page  # members from the database
+    assert 'id="live-queues"' in page and "300 Support" in page and "unknown (live state unavailable)" in page
+    data = client.get("/admin/live/calls.json").get_json()
+    assert "Redis is not answering" in data["problem"] and data["calls"] == []
+    assert data["queues"] and not any(q["known"] or q["waiting"] for q in data["queues"])
     response = client.post("/admin/live/member/login", data={"csrf_token": token, "id": emp["101"]},
                            follow_redirects=True)
     assert response.status_code == 200 and logged_in(factory, emp["101"])
@@ -291,6 +295,90 @@ def test_member_state_words() -> None:
     for is_logged_in, state, words in cases:
         assert member_state(is_logged_in, state, now)[1] == words, (state, words)
     assert [talk_time(ms) for ms in (0, 65_400, 3_725_000)] == ["0:00", "1:05", "1:02:05"]
+
+
+# ---------------------------------------------------------------- queues
+
+def redis_now_ms(client: redis.Redis) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def queues_of(data: dict) -> dict[str, list[dict]]:
+    """Department extension -> its waiting callers."""
+    return {q["department"].split()[0]: q["waiting"] for q in data["queues"]}
+
+
+def test_queues_show_waiting_callers_in_order(tenants: tuple, client_redis: redis.Redis) -> None:
+    factory, a, b = tenants
+    dep, b_dep = ids(factory, a, db.Department), ids(factory, b, db.Department)
+    agents, calls = AgentStore(client_redis), CallStore(client_redis)
+    now = redis_now_ms(client_redis)
+    calls.admit(a, "q-first", int(time.time() * 1000), 0, {"caller": "+79160000042", "state": "queued"})
+    agents.join_queue(a, dep["300"], "q-second", now - 5_000)  # no call facts: no caller shown
+    agents.join_queue(a, dep["300"], "q-first", now - 42_000)  # waited longer: first
+    calls.admit(b, "quix-queued", int(time.time() * 1000), 0, {"caller": "+79167770001"})
+    agents.join_queue(b, b_dep["500"], "quix-queued", now - 1_000)
+    agents.join_queue(b, dep["300"], "quix-same-id", now - 1_000)  # B's key, A's department id
+    client = create_app(SETTINGS, factory, redis_client=client_redis).test_client()
+    login(client, "a-admin", "a-admin-secret")
+
+    data = client.get("/admin/live/calls.json?tenant=%d" % b).get_json()  # the tenant argument is ignored
+    queues = queues_of(data)
+    first, second = queues["300"]
+    assert (first["position"], first["uuid"], first["caller"]) == (1, "q-first", "+79160000042")
+    assert (second["position"], second["uuid"], second["caller"]) == (2, "q-second", "")
+    assert first["waited_s"] in (42, 43) and second["waited_s"] in (5, 6), (first, second)
+    assert queues["200"] == [] and all(q["known"] for q in data["queues"])
+    assert set(queues) == set(ids(factory, a, db.Department))  # every department of A, none of B
+    assert "quix" not in str(data).lower() and "7770001" not in str(data)
+
+    page = client.get("/admin/live/").get_data(as_text=True)
+    table = page[page.index('id="live-queues"'):]
+    table = table[:table.index("</table>")]
+    assert table.index("q-first") < table.index("q-second") and "+79160000042" in table
+    assert re.search(r"<td>1</td>\s*<td>\+79160000042</td><td>4[23] s</td>", table), table
+    assert "200 Sales" in table and "nobody waiting" in table
+    assert "quix" not in page.lower() and "7770001" not in page
+    assert "#live-queues tbody" in page and "nobody waiting" in page[page.index("<script"):]  # redrawn
+
+    agents.leave_queue(a, dep["300"], "q-first")
+    second, = queues_of(client.get("/admin/live/calls.json").get_json())["300"]
+    assert (second["position"], second["uuid"]) == (1, "q-second")
+
+
+def test_operator_sees_the_chosen_tenants_queues(tenants: tuple, client_redis: redis.Redis) -> None:
+    factory, a, b = tenants
+    dep, b_dep = ids(factory, a, db.Department), ids(factory, b, db.Department)
+    agents = AgentStore(client_redis)
+    now = redis_now_ms(client_redis)
+    CallStore(client_redis).admit(b, "quix-queued", int(time.time() * 1000), 0, {"caller": "+79167770001"})
+    agents.join_queue(b, b_dep["500"], "quix-queued", now - 7_000)
+    agents.join_queue(a, dep["200"], "a-queued", now)
+    client = create_app(SETTINGS, factory, redis_client=client_redis).test_client()
+    login(client, "operator", "operator-secret-1")
+
+    (waiting,) = queues_of(client.get("/admin/live/calls.json?tenant=%d" % b).get_json()).values()
+    assert [(w["position"], w["uuid"], w["caller"]) for w in waiting] == [(1, "quix-queued", "+79167770001")]
+    assert waiting[0]["waited_s"] in (7, 8)
+    page = client.get("/admin/live/?tenant=%d" % b).get_data(as_text=True)
+    assert "500 Quixdesk" in page and "quix-queued" in page and "a-queued" not in page
+    queues = queues_of(client.get("/admin/live/calls.json?tenant=%d" % a).get_json())
+    assert [w["uuid"] for w in queues["200"]] == ["a-queued"] and "500" not in queues
+
+
+def test_queue_rows() -> None:
+    rows = queue_rows([(7, "Sales", "200"), (8, "Support", "300")],
+                      {7: [("u1", 1_000), ("u2", 9_500)]}, {"u2": {"caller": "+7900"}}, 10_999)
+    assert rows == [
+        {"department": "200 Sales", "department_id": 7, "known": True, "waiting": [
+            {"position": 1, "uuid": "u1", "caller": "", "waited_s": 9},
+            {"position": 2, "uuid": "u2", "caller": "+7900", "waited_s": 1}]},
+        {"department": "300 Support", "department_id": 8, "known": True, "waiting": []},
+    ]
+    assert queue_rows([(7, "Sales", "200")], {7: [("u1", 20_000)]}, {}, 10_000)[0]["waiting"][0]["waited_s"] == 0
+    assert queue_rows([(7, "Sales", "200")], None, {}, 0) == [
+        {"department": "200 Sales", "department_id": 7, "known": False, "waiting": []}]
 
 
 # ---------------------------------------------------------------- missed offers
