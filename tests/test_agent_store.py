@@ -127,3 +127,17 @@ def test_settling_offer_holds_the_member_briefly_then_frees_it(store):
     _, st = store.reserve(T, "call-b", DEP, [1, 2], want=2)
     assert st == {1: "offered_elsewhere", 2: "offered"}
     assert set(store.live_offers(T)) == {1, 2}
+
+
+def test_queue_keeps_places_and_hides_callers_whose_lease_expired(store, redis_url):
+    store.join_queue(T, DEP, "first", 1000)
+    store.join_queue(T, DEP, "second", 2000)
+    store.join_queue(T, DEP, "first", 5000)  # coming back keeps the earlier place
+    assert [u for u, _ in store.queue(T, DEP)] == ["first", "second"]
+    dead = AgentStore(redis.Redis.from_url(redis_url), lease_ms=-1)
+    dead.join_queue(T, DEP, "orphan", 500)  # its orchestrator died: lease already over
+    assert [u for u, _ in store.queue(T, DEP)] == ["first", "second"]
+    # Only the head may take a member; the orphan is swept by the reservation.
+    assert store.reserve(T, "second", DEP, [1], want=1, queued=True)[1] == {1: "queued"}
+    assert store.reserve(T, "first", DEP, [1], want=1, queued=True)[1] == {1: "offered"}
+    assert [u for u, _ in store.queue(T, DEP)] == ["second"]

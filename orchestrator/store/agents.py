@@ -214,9 +214,16 @@ class AgentStore:
         self._renew_queue(keys=[queue_lease_key(tenant_id, department_id)], args=[call_uuid, self.lease_ms])
 
     def queue(self, tenant_id: int, department_id: int) -> list[tuple[str, int]]:
-        """Waiting callers in order: (call uuid, place ms)."""
-        rows: list[tuple[object, float]] = self.r.zrange(queue_key(tenant_id, department_id), 0, -1, withscores=True)  # type: ignore[assignment]
-        return [(_s(k), int(v)) for k, v in rows]
+        """Waiting callers in order: (call uuid, place ms). Callers whose lease expired
+        (their orchestrator died) are left out; the next reservation removes them."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zrange(queue_key(tenant_id, department_id), 0, -1, withscores=True)
+        pipe.zrange(queue_lease_key(tenant_id, department_id), 0, -1, withscores=True)
+        pipe.time()
+        rows, leases, (sec, usec) = pipe.execute()
+        now = int(sec) * 1000 + int(usec) // 1000
+        alive = {_s(k) for k, v in leases if v > now}
+        return [(_s(k), int(v)) for k, v in rows if _s(k) in alive]
 
     # ------------------------------------------------------------ pause / resume
 
