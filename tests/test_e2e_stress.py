@@ -154,7 +154,10 @@ def test_no_member_is_ever_offered_two_calls_and_nothing_is_left_behind(cluster,
         rung += len(legs)
         for (s1, e1, l1), (s2, e2, l2) in zip(legs, legs[1:]):
             assert s2 >= e1, "member %s offered two calls at once: %s until %.3f, %s from %.3f" % (ext, l1, e1, l2, s2)
-    assert rung >= 60  # the run really exercised the members (under heavy contention)
+    # The run really exercised the members under contention: phones rang, and callers
+    # found everyone taken and waited in a queue.
+    assert rung >= 30
+    assert sum(orch.log().count("waiting in the queue") for _, orch in cluster) >= 30
 
     # Nothing stuck: offers, queue places, busy channels all gone once the calls are over.
     agents = AgentStore(redis.Redis.from_url(stress_redis))
