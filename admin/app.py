@@ -14,12 +14,12 @@ from sqlalchemy.orm import scoped_session, sessionmaker
 from werkzeug.wrappers import Response
 
 from admin import auth, pages
+from admin.accounts import AccountView
 from admin.directory import make_directory_blueprint
 from admin.live import LiveView
 from admin.profile import ProfileView
 from admin.ratelimit import LoginThrottle, MemoryLoginThrottle, RedisLoginThrottle
 from admin.views import (
-    AdminUserView,
     CallRecordView,
     DepartmentView,
     EmployeeView,
@@ -28,11 +28,10 @@ from admin.views import (
     ScheduleView,
     TenantView,
     VoicemailBoxView,
-    VoicemailMessageView,
     VoiceMenuView,
 )
+from admin.voicemail import VoicemailMessageView
 from orchestrator.config import Settings
-from orchestrator.db.accounts import AdminUser
 from orchestrator.db.engine import add_change_publisher
 from orchestrator.db.models import Tenant
 from orchestrator.db.versioning import Publisher
@@ -128,4 +127,4 @@ def _add_views(panel: Admin, db: scoped_session) -> None:
     panel.add_view(CallRecordView(db, name="Call history", endpoint="call", category="History"))
     panel.add_view(MissedOfferView(db, name="Missed offers", endpoint="missed_offer", category="History"))
     panel.add_view(VoicemailMessageView(db, name="Voicemail messages", endpoint="voicemail", category="History"))
-    panel.add_view(AdminUserView(AdminUser, db, name="Accounts", endpoint="account"))
+    panel.add_view(AccountView(db, name="Accounts", endpoint="account"))

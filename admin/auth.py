@@ -8,6 +8,10 @@ address (``admin.ratelimit``).
 
 Roles: operator (every tenant), tenant_admin (all of their tenant), user (their
 company's call history, their own profile), restricted (their own calls and profile).
+
+A disabled account keeps its row and its password hash behind a ``!`` (the way
+``passwd -l`` locks a Unix account): it cannot log in, its open sessions end at their
+next request, and enabling it again restores the same password.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ from orchestrator.db.accounts import AdminRole, AdminUser
 from orchestrator.db.models import Tenant
 
 OPERATOR_USERNAME = "operator"
+DISABLED_MARK = "!"  # prefixed to the password hash of a disabled account
 
 
 @dataclass(frozen=True)
@@ -59,14 +64,30 @@ def current_user() -> CurrentUser | None:
     return g.get("admin_user")
 
 
+def is_disabled(password_hash: str) -> bool:
+    return password_hash.startswith(DISABLED_MARK)
+
+
+def with_disabled(password_hash: str, disabled: bool) -> str:
+    """The stored hash of an account that is (not) disabled, keeping its password."""
+    bare = password_hash.removeprefix(DISABLED_MARK)
+    return DISABLED_MARK + bare if disabled else bare
+
+
+def password_matches(password_hash: str, password: str) -> bool:
+    """Whether ``password`` is the account's password (disabled or not)."""
+    return check_password_hash(password_hash.removeprefix(DISABLED_MARK), password)
+
+
 def bootstrap_operator(session: Session, password: str) -> None:
-    """Create the operator account, or reset its password to the configured one."""
+    """Create the operator account, or reset its password to the configured one (an
+    operator who disabled it keeps it disabled)."""
     user = session.scalar(select(AdminUser).where(AdminUser.username == OPERATOR_USERNAME))
     if user is None:
         session.add(AdminUser(username=OPERATOR_USERNAME, role=AdminRole.OPERATOR,
                               password_hash=generate_password_hash(password)))
-    elif not check_password_hash(user.password_hash, password):
-        user.password_hash = generate_password_hash(password)
+    elif not password_matches(user.password_hash, password):
+        user.password_hash = with_disabled(generate_password_hash(password), is_disabled(user.password_hash))
 
 
 def load_user(db: Session) -> None:
@@ -75,7 +96,7 @@ def load_user(db: Session) -> None:
     if not isinstance(user_id, int):
         return
     user = db.get(AdminUser, user_id)
-    if user is not None:
+    if user is not None and not is_disabled(user.password_hash):
         g.admin_user = CurrentUser(user.id, user.username, user.role, user.tenant_id, user.employee_id)
 
 
@@ -107,8 +128,10 @@ def _safe_next(target: str | None) -> str:
 
 def _refusal(db_session: Session | scoped_session, user: AdminUser | None, password: str) -> str | None:
     """Why these credentials do not log in, or None when they do."""
-    if user is None or not check_password_hash(user.password_hash, password):
+    if user is None or not password_matches(user.password_hash, password):
         return "Wrong username or password."
+    if is_disabled(user.password_hash):
+        return "This account is disabled; ask your administrator."
     if user.tenant_id is not None:
         tenant = db_session.get(Tenant, user.tenant_id)
         if tenant is None or not tenant.enabled:

@@ -4,9 +4,10 @@ automatic pause, offer, phone on a call, wrap-up, today's figures) and each depa
 queue (``AgentStore.queue``: callers on hold in order, how long they have waited on Redis's
 clock, their number when the call's facts are known), refreshed by a small script polling
 ``calls.json``. Tenant admins see their tenant only; operators choose one
-(``?tenant=<id>``). Both may log a member in or out (``member/login``, ``member/logout``:
-POST with the CSRF token and the employee's ``id``); logging in also ends an automatic
-pause after missed offers."""
+(``?tenant=<id>``; ``?find=`` searches tenants by name or SIP domain, so the chooser stays
+short with hundreds of them). Both may log a member in or out (``member/login``,
+``member/logout``: POST with the CSRF token and the employee's ``id``); logging in also
+ends an automatic pause after missed offers."""
 from __future__ import annotations
 
 import math
@@ -16,7 +17,7 @@ from typing import Any
 import redis
 from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_admin import BaseView, expose
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import scoped_session
 from werkzeug.wrappers import Response
 
@@ -27,6 +28,7 @@ from orchestrator.store.agents import AgentStore, MemberState
 from orchestrator.store.redis_store import CallStore
 
 REFRESH_SECONDS = 5
+CHOOSER_SIZE = 50  # tenants listed at once in the operator's chooser; more: search
 SHOWN_FACTS = ("caller", "destination", "state")
 REDIS_DOWN = "Redis is not answering (%s): live state cannot be shown right now."
 
@@ -108,20 +110,34 @@ class LiveView(BaseView):
     def available(self) -> bool:
         return self.calls is not None and self.agents is not None
 
-    def _tenants(self, user: CurrentUser) -> list[Tenant]:
-        query = select(Tenant).order_by(Tenant.name)
+    def _tenants(self, user: CurrentUser, find: str, chosen: int | None) -> tuple[list[Tenant], int]:
+        """The operator's tenant chooser: up to ``CHOOSER_SIZE`` tenants whose name or SIP
+        domain contains ``find`` (and the chosen one), and how many match in all."""
         if not user.is_operator:
-            query = query.where(Tenant.id == user.tenant_id)
-        return list(self.db.scalars(query))
+            return [t for t in [self.db.get(Tenant, user.tenant_id)] if t is not None], 1
+        query = select(Tenant)
+        if find:
+            pattern = "%%%s%%" % find.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(or_(Tenant.name.ilike(pattern, escape="\\"),
+                                    Tenant.sip_domain.ilike(pattern, escape="\\")))
+        total = self.db.scalar(select(func.count()).select_from(query.subquery())) or 0
+        shown = list(self.db.scalars(query.order_by(Tenant.name, Tenant.id).limit(CHOOSER_SIZE)))
+        if chosen is not None and chosen not in {t.id for t in shown}:
+            tenant = self.db.get(Tenant, chosen)
+            shown = ([tenant] if tenant is not None else []) + shown
+        return shown, total
 
-    def _tenant_id(self, user: CurrentUser, tenants: list[Tenant]) -> int | None:
+    def _tenant_id(self, user: CurrentUser) -> int | None:
+        """Tenant admins: their own. Operators: ``?tenant=`` (an unknown id is 404), else the
+        first tenant by name."""
         if not user.is_operator:
             return user.tenant_id
         wanted = request.args.get("tenant", type=int)
-        known = {t.id for t in tenants}
-        if wanted is not None and wanted not in known:
-            abort(404)
-        return wanted if wanted is not None else (tenants[0].id if tenants else None)
+        if wanted is not None:
+            if self.db.get(Tenant, wanted) is None:
+                abort(404)
+            return wanted
+        return self.db.scalar(select(Tenant.id).order_by(Tenant.name, Tenant.id).limit(1))
 
     def _active_calls(self, tenant_id: int | None) -> dict[str, dict[str, str]]:
         if self.calls is None or tenant_id is None:
@@ -188,10 +204,15 @@ class LiveView(BaseView):
     def index(self) -> str:
         user = current_user()
         assert user is not None
-        tenants = self._tenants(user)
-        tenant_id = self._tenant_id(user, tenants)
+        tenant_id = self._tenant_id(user)
+        find = (request.args.get("find") or "").strip()[:100] if user.is_operator else ""
+        tenants, matching = self._tenants(user, find, tenant_id)
+        if find and matching == 1 and tenants[-1].id != tenant_id:  # the one match: show it
+            tenant_id = tenants[-1].id
+            tenants = tenants[-1:]
         json_url = url_for(".calls_json", tenant=tenant_id) if user.is_operator else url_for(".calls_json")
         return self.render("pbx/live.html", available=self.available, tenants=tenants, tenant_id=tenant_id,
+                           chooser=user.is_operator, find=find, matching=matching, limit=CHOOSER_SIZE,
                            **self._live(tenant_id), json_url=json_url,
                            login_url=url_for(".member_login"), logout_url=url_for(".member_logout"),
                            refresh_seconds=REFRESH_SECONDS)
@@ -200,7 +221,7 @@ class LiveView(BaseView):
     def calls_json(self) -> Response:
         user = current_user()
         assert user is not None
-        tenant_id = self._tenant_id(user, self._tenants(user))
+        tenant_id = self._tenant_id(user)
         live = self._live(tenant_id) if self.available else {"calls": [], "members": [], "queues": [], "problem": ""}
         return jsonify({"tenant_id": tenant_id, "available": self.available, **live})
 

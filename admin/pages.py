@@ -34,13 +34,21 @@ LIVE = """{% extends 'admin/master.html' %}
 {% if not available %}
   <p>Live state is not available: the admin panel runs without Redis.</p>
 {% else %}
-  {% if tenants|length > 1 %}
-  <form method="get">Company:
-    <select name="tenant" onchange="this.form.submit()">
+  {% if chooser %}
+  <form method="get" class="form-inline mb-3" id="tenant-chooser">
+    <label class="mr-2" for="find">Company:</label>
+    <input type="search" name="find" id="find" value="{{ find }}" placeholder="name or SIP domain"
+           class="form-control form-control-sm mr-2">
+    <button type="submit" class="btn btn-sm btn-secondary mr-2">Find</button>
+    <select name="tenant" onchange="this.form.submit()" class="form-control form-control-sm">
       {% for t in tenants %}
-        <option value="{{ t.id }}" {% if t.id == tenant_id %}selected{% endif %}>{{ t.name }}</option>
+        <option value="{{ t.id }}" {% if t.id == tenant_id %}selected{% endif %}>{{ t.name }} ({{ t.sip_domain }})</option>
       {% endfor %}
     </select>
+    <small class="text-muted ml-2" id="chooser-note">
+      {%- if matching > limit %}the first {{ limit }} of {{ matching }} {{ 'matches' if find else 'companies' }}: type part of a name or domain to narrow
+      {%- elif find %}{{ matching }} match{{ '' if matching == 1 else 'es' }}{% endif -%}
+    </small>
   </form>
   {% endif %}
   <p class="alert alert-warning" id="live-problem" {% if not problem %}hidden{% endif %}>{{ problem }}</p>
@@ -163,7 +171,53 @@ LIVE = """{% extends 'admin/master.html' %}
 {% endblock %}
 """
 
-TEMPLATES = {"pbx/profile.html": PROFILE, "pbx/live.html": LIVE}
+SIP_PASSWORD_ACTION = """<div class="card mt-4" id="sip-password-action"><div class="card-body">
+  <h5 class="card-title">SIP password</h5>
+  <p>The phone of {{ model.extension }} registers as <code>{{ model.extension }}@{{ model.tenant.sip_domain }}</code>.
+  A new password replaces the current one at once: the phone must be given the new one.
+  It is shown only once, on the next page.</p>
+  <form method="post" action="{{ url_for('.sip_password', id=model.id) }}"
+        onsubmit="return confirm('Replace the SIP password of {{ model.extension }}? The phone stops registering until it has the new one.');">
+    <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+    <div class="form-check mb-2">
+      <input class="form-check-input" type="checkbox" name="email_it" value="y" id="email_it"
+             {% if not model.email %}disabled{% endif %}>
+      <label class="form-check-label" for="email_it">E-mail it to the employee
+        {% if model.email %}({{ model.email }}){% else %}(no e-mail address on file){% endif %}</label>
+    </div>
+    <button type="submit" class="btn btn-warning">Generate new SIP password</button>
+  </form>
+</div></div>
+"""
+
+EMPLOYEE_EDIT = """{% extends 'admin/model/edit.html' %}
+{% block body %}{{ super() }}{% include 'pbx/sip_password_action.html' %}{% endblock %}
+"""
+
+EMPLOYEE_DETAILS = """{% extends 'admin/model/details.html' %}
+{% block body %}{{ super() }}{% include 'pbx/sip_password_action.html' %}{% endblock %}
+"""
+
+SIP_PASSWORD = """{% extends 'admin/master.html' %}
+{% block body %}
+<h2>New SIP password for {{ employee.extension }} {{ employee.name }}</h2>
+<p class="alert alert-warning">This is the only time the password is shown. Copy it into the phone now;
+  the old password no longer works.</p>
+<table class="table table-sm w-auto" id="sip-credentials">
+  <tr><th>SIP user</th><td><code>{{ employee.extension }}</code></td></tr>
+  <tr><th>Domain</th><td><code>{{ domain }}</code></td></tr>
+  <tr><th>Password</th><td><code id="sip-password">{{ password }}</code></td></tr>
+</table>
+{% if mail_note %}
+  <p class="alert {{ 'alert-success' if mailed else 'alert-danger' }}" id="mail-note">{{ mail_note }}</p>
+{% endif %}
+<p><a href="{{ url_for('.details_view', id=employee.id) }}">Back to {{ employee.extension }} {{ employee.name }}</a></p>
+{% endblock %}
+"""
+
+TEMPLATES = {"pbx/profile.html": PROFILE, "pbx/live.html": LIVE, "pbx/sip_password.html": SIP_PASSWORD,
+             "pbx/sip_password_action.html": SIP_PASSWORD_ACTION, "pbx/employee_edit.html": EMPLOYEE_EDIT,
+             "pbx/employee_details.html": EMPLOYEE_DETAILS}
 
 
 def loader() -> DictLoader:

@@ -20,7 +20,7 @@ from orchestrator.tenant_doc import errors_for
 
 
 class ProfileForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired()])
+    name = StringField("Name", validators=[DataRequired("Enter your name: it cannot be blank.")])
     email = StringField("E-mail", validators=[Optional()])
     mobile = StringField("Mobile (E.164, e.g. +79161234567)", validators=[Optional()])
     forward_to_mobile_after = IntegerField("Forward to mobile after (seconds; empty: never)",

@@ -12,6 +12,7 @@ from flask import abort, redirect, request, url_for
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import IntEqualFilter
 from flask_admin.contrib.sqla.form import AdminModelConverter
+from flask_admin.contrib.sqla.validators import Unique
 from flask_admin.model.form import converts
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session, scoped_session
@@ -92,15 +93,53 @@ class EnumValueConverter(AdminModelConverter):
         return field
 
 
+class ExplainedUnique:
+    """Flask-Admin's unique-column check with a message that says what is wrong and what
+    to do (``explain(form, field)``) instead of its generic "Already exists."."""
+
+    field_flags = {"unique": True}
+
+    def __init__(self, check: Unique, explain: Callable[[Any, Any], str]) -> None:
+        self.check = check
+        self.explain = explain
+
+    def __call__(self, form: Any, field: Any) -> None:
+        try:
+            self.check(form, field)
+        except ValidationError:
+            raise ValidationError(self.explain(form, field)) from None
+
+
 class SecureView(ModelView):
     """Logged-in accounts of ``roles`` only (operators and tenant admins unless a view
-    says otherwise); CSRF-protected forms (Flask-WTF)."""
+    says otherwise); CSRF-protected forms (Flask-WTF).
+
+    ``unique_messages`` maps a unique column's form field to a function
+    ``(view, form, field) -> message`` said when the value is taken."""
 
     form_base_class = PanelForm
     model_form_converter = EnumValueConverter
     operator_only = False
     roles: frozenset[AdminRole] = ADMIN_ROLES
     page_size = 50
+    unique_messages: dict[str, Callable[[Any, Any, Any], str]] = {}
+
+    def scaffold_form(self) -> Any:
+        form_class = super().scaffold_form()
+        for name, explain in self.unique_messages.items():
+            unbound = getattr(form_class, name, None)
+            if unbound is None:
+                continue
+            checks = unbound.kwargs.get("validators") or []
+            unbound.kwargs["validators"] = [ExplainedUnique(c, self._explainer(explain)) if isinstance(c, Unique)
+                                            else c for c in checks]
+        return form_class
+
+    def _explainer(self, explain: Callable[[Any, Any, Any], str]) -> Callable[[Any, Any], str]:
+        def message(form: Any, field: Any) -> str:
+            return explain(self, form, field)
+
+        return message
 
     def is_accessible(self) -> bool:
         user = current_user()
@@ -216,6 +255,11 @@ class TenantScopedView(SecureView):
         if not is_created and model.tenant_id is not None and model.tenant_id != tenant_id:
             raise ValidationError("A row cannot move to another tenant.")
         model.tenant_id = tenant_id
+        if hasattr(form, "name") and isinstance(getattr(model, "name", None), str):
+            model.name = model.name.strip()
+            if not model.name:
+                form.name.errors = list(form.name.errors) + ["Enter a name: it cannot be blank."]
+                raise ValidationError("Enter a name: it cannot be blank.")
         self.before_validation(model, is_created)
         problems = errors_for(self.session, tenant_id, model)
         if problems:

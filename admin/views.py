@@ -2,7 +2,9 @@
 
 Route targets are edited as their four columns (kind, referenced id, external number,
 sound); validation (``orchestrator.tenant_doc``) refuses references outside the tenant.
-SIP passwords are generated on create and never listed, shown or exported.
+SIP passwords are generated on create and never listed, shown or exported; a new one is
+set from the employee's page and shown once (``admin.sip_password``). Accounts are in
+``admin.accounts``, voicemail messages in ``admin.voicemail``.
 """
 from __future__ import annotations
 
@@ -11,14 +13,13 @@ from typing import Any
 from flask_admin.contrib.sqla.filters import FilterEqual
 from sqlalchemy import false, or_, select
 from sqlalchemy.orm import scoped_session
-from werkzeug.security import generate_password_hash
-from wtforms import PasswordField
 from wtforms.validators import ValidationError
 
 from admin.scoping import ALL_ROLES, ScopedChoiceFilter, SecureView, TenantScopedView, scoped_picker
+from admin.sip_password import SipPasswordAction
 from orchestrator.core.model import TargetKind
-from orchestrator.db.accounts import AdminRole, AdminUser
-from orchestrator.db.history import CallRecord, MissedOffer, VoicemailMessage
+from orchestrator.db.accounts import AdminRole
+from orchestrator.db.history import CallRecord, MissedOffer
 from orchestrator.db.models import (
     Department,
     DepartmentMember,
@@ -66,25 +67,9 @@ class TenantView(SecureView):
                 raise ValidationError(problem)
 
 
-class AdminUserView(SecureView):
-    operator_only = True
-    column_list = ("username", "role", "tenant", "employee")
-    column_filters = ("role",)
-    form_columns = ("username", "role", "tenant", "employee", "new_password")
-    form_extra_fields = {"new_password": PasswordField("Password (leave empty to keep)")}
-
-    def on_model_change(self, form: Any, model: AdminUser, is_created: bool) -> None:
-        if form.new_password.data:
-            if len(form.new_password.data) < 10:
-                raise ValidationError("Use a password of 10+ characters.")
-            model.password_hash = generate_password_hash(form.new_password.data)
-        elif is_created:
-            raise ValidationError("Give the new account a password.")
-        if (model.role is AdminRole.OPERATOR) != (model.tenant is None):
-            raise ValidationError("Operators have no tenant; every other account needs one.")
-
-
-class EmployeeView(TenantScopedView):
+class EmployeeView(SipPasswordAction, TenantScopedView):
+    edit_template = "pbx/employee_edit.html"
+    details_template = "pbx/employee_details.html"
     column_list = ("tenant", "extension", "name", "email", "role", "mobile", "forward_to_mobile_after", "logged_in")
     column_filters = ("extension", "name", "role", "logged_in")
     column_searchable_list = ("name", "extension", "email")
@@ -135,7 +120,20 @@ class DepartmentView(TenantScopedView):
         super().__init__(Department, db, **kw)
 
 
+def number_in_use(view: TenantScopedView, form: Any, field: Any) -> str:
+    """Why a number cannot be added: whose it is, as far as this user may know."""
+    owner = view.session.scalar(select(PhoneNumber.tenant_id).where(PhoneNumber.e164 == field.data))
+    if view.user.is_operator:
+        name = view.session.scalar(select(Tenant.name).where(Tenant.id == owner))
+        return "This number is already in use by tenant %s." % name
+    if owner == view.user.tenant_id:
+        return "This number is already in use: it is already one of this company's numbers."
+    return ("This number is already in use by another customer. Check the digits, or ask your operator "
+            "if the number should be yours.")
+
+
 class PhoneNumberView(TenantScopedView):
+    unique_messages = {"e164": number_in_use}
     column_list = ("tenant", "e164", "mode", "work_kind", "work_ref_id", "after_hours_kind", "schedule")
     column_filters = ("e164", "mode")
     column_searchable_list = ("e164",)
@@ -239,15 +237,6 @@ class CallRecordView(ReadOnlyTenantView):
             return query.filter(false())
         return query.filter(or_(CallRecord.answered_by_employee_id == self.user.employee_id,
                                 CallRecord.caller == extension, CallRecord.destination == extension))
-
-
-class VoicemailMessageView(ReadOnlyTenantView):
-    column_list = ("tenant_id", "created_at", "box_id", "caller", "duration_ms", "recording_path")
-    column_filters = ("caller", "created_at")
-    column_default_sort = ("created_at", True)
-
-    def __init__(self, db: scoped_session, **kw: Any) -> None:
-        super().__init__(VoicemailMessage, db, **kw)
 
 
 MISSED_RESULT_WORDS = {"no_answer": "no answer", "rejected": "rejected", "busy": "busy",

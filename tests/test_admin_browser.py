@@ -101,3 +101,27 @@ def test_log_in_create_a_department_with_members_and_see_it_listed(
     with factory() as s:
         dep = s.scalars(select(db.Department).where(db.Department.name == "Browser Desk")).one()
         assert dep.extension == "400" and sorted(m.employee_id for m in dep.members) == sorted(members)
+
+
+def test_generate_a_sip_password_and_see_it_once(base_url: str, browser: object, factory: sessionmaker) -> None:
+    driver = browser
+    wait = WebDriverWait(driver, 15)  # type: ignore[arg-type]
+    driver.get(base_url + "/login")  # type: ignore[attr-defined]
+    driver.find_element(By.NAME, "username").send_keys("demo-admin")  # type: ignore[attr-defined]
+    driver.find_element(By.NAME, "password").send_keys("demo-admin-secret")  # type: ignore[attr-defined]
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()  # type: ignore[attr-defined]
+    wait.until(ec.url_contains("/admin/"))
+    with factory() as s:
+        ivan = s.scalars(select(db.Employee).where(db.Employee.extension == "101")).one()
+    driver.get(base_url + "/admin/employee/details/?id=%d" % ivan.id)  # type: ignore[attr-defined]
+    button = wait.until(ec.element_to_be_clickable((By.XPATH, "//button[contains(., 'Generate new SIP password')]")))
+    button.click()
+    wait.until(ec.alert_is_present()).accept()  # "Replace the SIP password of 101? ..."
+    shown = wait.until(ec.presence_of_element_located((By.ID, "sip-password"))).text
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert driver.save_screenshot(str(ARTIFACTS / "admin-sip-password-once.png"))  # type: ignore[attr-defined]
+    with factory() as s:
+        assert s.get(db.Employee, ivan.id).sip_password == shown != ivan.sip_password
+    driver.back()  # type: ignore[attr-defined]
+    driver.get(base_url + "/admin/employee/details/?id=%d" % ivan.id)  # type: ignore[attr-defined]
+    assert shown not in driver.page_source  # type: ignore[attr-defined]

@@ -6,8 +6,10 @@ same requests do reach B's data when allowed, so the walk is not vacuous."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote, quote_plus
 
@@ -55,7 +57,12 @@ WALK_MODELS = {"live": db.Employee}  # pages without a model whose requests name
 
 
 @pytest.fixture
-def factory(migrated_pg: sessionmaker) -> Iterator[sessionmaker]:
+def recordings(tmp_path: Path) -> Path:
+    return tmp_path / "recordings"
+
+
+@pytest.fixture
+def factory(migrated_pg: sessionmaker, recordings: Path) -> Iterator[sessionmaker]:
     f = migrated_pg
     with f.begin() as s:
         a = import_tenant(s, DEMO)
@@ -68,9 +75,15 @@ def factory(migrated_pg: sessionmaker) -> Iterator[sessionmaker]:
         when = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
         s.add(db.CallRecord(tenant_id=b, call_uuid="quixcall", direction="inbound", caller="+79167770001",
                             destination="500", started_at=when, route="Quixroute"))
+        recording = recordings / str(b) / str(box) / "Quixrecording.wav"  # served to whoever may hear it
+        recording.parent.mkdir(parents=True)
+        recording.write_bytes(b"RIFF Quixrecording")
         s.add(db.VoicemailMessage(tenant_id=b, box_id=box, caller="+79167770001", call_uuid="quixcall",
-                                  recording_path="/rec/Quixrecording.wav", duration_ms=1000, created_at=when))
+                                  recording_path=str(recording), duration_ms=1000, created_at=when))
         b_emp = {e.extension: e for e in s.scalars(select(db.Employee).where(db.Employee.tenant_id == b))}
+        for name, role in (("quixuser", db.AdminRole.USER), ("quixrestricted", db.AdminRole.RESTRICTED)):
+            s.add(db.AdminUser(username=name, role=role, tenant_id=b, employee_id=b_emp["102"].id,
+                               password_hash=generate_password_hash(name + "-secret")))
         b_emp["102"].logged_in = False  # the walk's log-ins must not log this one in
         s.add(db.MissedOffer(tenant_id=b, employee_id=b_emp["101"].id, call_uuid="quixcall", offered_at=when,
                              rang_ms=20_000, result="no_answer", paused=True,
@@ -79,7 +92,7 @@ def factory(migrated_pg: sessionmaker) -> Iterator[sessionmaker]:
 
 
 @pytest.fixture
-def app(factory: sessionmaker, redis_url: str) -> Iterator[Flask]:
+def app(factory: sessionmaker, redis_url: str, recordings: Path) -> Iterator[Flask]:
     """With a real Redis holding a live call of each tenant (for the live-state pages) and
     tenant B's member 101 paused after a missed offer (the walk's log-ins must not resume it)."""
     client = redis.Redis.from_url(redis_url)
@@ -91,7 +104,7 @@ def app(factory: sessionmaker, redis_url: str) -> Iterator[Flask]:
     agents, b_emp = AgentStore(client), b_paused_member(factory, b)
     agents.reserve(b, "quix-missed", 0, [b_emp], 1)
     agents.release(b, "quix-missed", 0, [Release(b_emp, "missed", pause_after=1)], "20260302")
-    yield create_app(SETTINGS, factory, redis_client=client)
+    yield create_app(replace(SETTINGS, recordings_dir=str(recordings)), factory, redis_client=client)
     client.close()
 
 
@@ -158,8 +171,10 @@ def requests_for(app: Flask, b_tenant: int, factory: sessionmaker, token: str) -
         model = getattr(view, "model", None) or WALK_MODELS.get(blueprint)
         b_ids = rows_of(factory, model, b_tenant) if model is not None else []
         gets = [base, base + "?tenant=%d" % b_tenant] + [base + "?id=%d" % i for i in b_ids]
+        gets += [base + "?id=%d&download=1" % i for i in b_ids]
         for value in map(quote_plus, B_VALUES):
             gets.append(base + "?search=%s" % value)
+            gets.append(base + "?find=%s" % value)
             for index in range(len(getattr(view, "_filters", None) or [])):
                 gets.append(base + "?flt0_%d=%s" % (index, value))
             for name in ("employee", "voicemail_box", "schedule", "members", "owners", "tenant"):
@@ -168,13 +183,16 @@ def requests_for(app: Flask, b_tenant: int, factory: sessionmaker, token: str) -
             for url in gets:
                 yield "GET", url, None
         if "POST" in rule.methods:
+            actions = [name for name, _ in getattr(view, "_actions", None) or []] or ["delete"]
             for i in b_ids or [0]:
-                yield "POST", base + "?id=%d" % i, {
-                    "csrf_token": token, "id": str(i), "rowid": [str(x) for x in b_ids], "action": "delete",
-                    "list_form_pk": str(i), "name": UNSAFE[0], "extension": "555", "e164": UNSAFE[1],
-                    "enabled": "", "max_concurrent_calls": "1", "username": UNSAFE[0].lower(),
-                    "tenant": str(b_tenant), "email": "x@example.com", "url": "/admin/",
-                }
+                for action in actions if rule.endpoint.endswith(".action_view") else ["delete"]:
+                    yield "POST", base + "?id=%d" % i, {
+                        "csrf_token": token, "id": str(i), "rowid": [str(x) for x in b_ids], "action": action,
+                        "list_form_pk": str(i), "name": UNSAFE[0], "extension": "555", "e164": UNSAFE[1],
+                        "enabled": "", "max_concurrent_calls": "1", "username": UNSAFE[0].lower(),
+                        "tenant": str(b_tenant), "email": "x@example.com", "url": "/admin/", "role": "user",
+                        "new_password": "walk-password-1", "disabled": "y", "email_it": "y",
+                    }
     assert len(seen_endpoints) >= 90, sorted(seen_endpoints)  # every ModelView's endpoints + pages
 
 
@@ -216,7 +234,7 @@ def test_tenant_admin_sees_and_changes_nothing_of_another_tenant(app: Flask, fac
         for model in (db.Employee, db.Department, db.Schedule, db.VoiceMenu, db.VoicemailBox):
             assert set(s.scalars(select(model.tenant_id).where(model.name == UNSAFE[0]))) <= {a}
         assert set(s.scalars(select(db.PhoneNumber.tenant_id).where(db.PhoneNumber.e164 == UNSAFE[1]))) <= {a}
-        assert s.scalar(select(db.AdminUser.id).where(db.AdminUser.username == UNSAFE[0].lower())) is None
+        assert set(s.scalars(select(db.AdminUser.tenant_id).where(db.AdminUser.username == UNSAFE[0].lower()))) <= {a}
         assert s.scalar(select(db.Tenant.id).where(db.Tenant.name == UNSAFE[0])) is None
 
 
@@ -234,7 +252,7 @@ def test_the_walk_reaches_other_tenants_data_when_allowed(app: Flask, factory: s
     for endpoint in ("employee", "department", "number", "schedule", "menu", "voicemail_box", "call",
                      "voicemail", "missed_offer", "tenant", "account", "live"):
         assert "/admin/%s/" % endpoint in shown, endpoint
-    for page in ("employee/details", "employee/edit", "live/calls.json"):
+    for page in ("employee/details", "employee/edit", "live/calls.json", "voicemail/recording", "account/details"):
         assert "/admin/%s/" % page in shown or "/admin/%s" % page in shown, page
 
 

@@ -98,6 +98,32 @@ def test_operator_chooses_the_tenant(tenants: tuple, client_redis: redis.Redis) 
     assert client.get("/admin/live/?tenant=999999").status_code == 404
 
 
+def test_operator_chooser_scales_to_hundreds_of_tenants(tenants: tuple, client_redis: redis.Redis) -> None:
+    """The chooser lists at most 50 tenants and a search (name or SIP domain) narrows it;
+    any tenant stays reachable by id."""
+    factory, a, b = tenants
+    with factory.begin() as s:
+        s.add_all(db.Tenant(name="Company %03d" % i, sip_domain="c%03d.example" % i) for i in range(300))
+    with factory() as s:
+        last = s.scalar(select(db.Tenant.id).where(db.Tenant.name == "Company 299"))
+    client = create_app(SETTINGS, factory, redis_client=client_redis).test_client()
+    login(client, "operator", "operator-secret-1")
+    page = client.get("/admin/live/").get_data(as_text=True)
+    assert page.count("<option ") == 50 and "the first 50 of 302" in page and 'name="find"' in page
+    found = client.get("/admin/live/?find=quix.EXAMPLE").get_data(as_text=True)  # by domain, any case
+    assert re.search(r'<option value="%d" selected>Quixcorp \(quix.example\)' % b, found)
+    assert "1 match<" in found and "Company 0" not in found and "Quixdesk" in found  # the one match is shown
+    several = client.get("/admin/live/?find=Company 29&tenant=%d" % a).get_data(as_text=True)
+    assert several.count("<option ") == 10 + 1 and "10 matches<" in several  # Company 290-299, and the chosen one
+    assert re.search(r'<option value="%d" selected>Demo Trading LLC' % a, several)
+    chosen = client.get("/admin/live/?tenant=%d&find=nothing-like-it" % last).get_data(as_text=True)
+    assert re.search(r'<option value="%d" selected>Company 299' % last, chosen) and "0 matches<" in chosen
+    assert "0 matches<" in client.get("/admin/live/?find=100%25&tenant=" + str(a)).get_data(as_text=True)
+    admin = create_app(SETTINGS, factory, redis_client=client_redis).test_client()
+    login(admin, "a-admin", "a-admin-secret")
+    assert 'name="find"' not in admin.get("/admin/live/?find=quix").get_data(as_text=True)
+
+
 def test_without_redis_the_page_says_so(tenants: tuple) -> None:
     factory, a, _ = tenants
     client = create_app(SETTINGS, factory).test_client()

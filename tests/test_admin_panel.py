@@ -119,7 +119,9 @@ def test_tenant_admin_sees_and_edits_only_their_tenant(app: Flask, factory: sess
     token = token_of(client, "/admin/employee/")
     assert client.post("/admin/employee/delete/", data={"id": rival_emp, "csrf_token": token}).status_code == 404
     assert client.get("/admin/tenant/").status_code == 403  # operators only
-    assert client.get("/admin/account/").status_code == 403
+    accounts = client.get("/admin/account/")  # their own company's accounts only
+    assert accounts.status_code == 200 and "demo-admin" in accounts.get_data(as_text=True)
+    assert ">operator<" not in accounts.get_data(as_text=True)
     # related pickers only offer this tenant's rows
     own_dep = ids(factory, db.Department, "demo.pbx.local")["200"]
     form = client.get("/admin/department/edit/?id=%d" % own_dep).get_data(as_text=True)

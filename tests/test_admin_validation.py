@@ -17,6 +17,7 @@ from orchestrator.db import schema as db
 from orchestrator.tenant_doc import import_tenant
 from tests.test_admin_isolation import B_DOC, login, scrape
 from tests.test_admin_panel import DEMO
+from tests.test_admin_panel import login as panel_login
 
 SETTINGS = Settings(admin_password="operator-secret-1", admin_secret_key="x" * 40)
 
@@ -84,9 +85,9 @@ def test_employee_with_own_caller_id_is_saved(client: FlaskClient, factory: sess
 
 @pytest.mark.parametrize("e164, message", [
     ("84950000009", "is not an E.164 number"),
-    # Flask-Admin's unique-column check answers first (it does not say who has it)
-    ("+74957770000", "Already exists."),  # tenant B's
-    ("+74950000001", "Already exists."),  # this tenant's own
+    # who has it, as far as this tenant may know (never Flask-Admin's bare "Already exists.")
+    ("+74957770000", "This number is already in use by another customer. Check the digits"),  # tenant B's
+    ("+74950000001", "This number is already in use: it is already one of this company&#39;s numbers."),
 ])
 def test_number_form_refuses_bad_or_taken_numbers(client: FlaskClient, factory: sessionmaker, e164: str,
                                                   message: str) -> None:
@@ -96,7 +97,53 @@ def test_number_form_refuses_bad_or_taken_numbers(client: FlaskClient, factory: 
             "work_ref_id": str(demo_id(factory, db.Department, extension="200"))}
     page = client.post("/admin/number/new/", data=data)
     assert page.status_code == 200 and message in page.get_data(as_text=True)
+    assert "Already exists" not in page.get_data(as_text=True) and "Quixcorp" not in page.get_data(as_text=True)
     assert count(factory, db.PhoneNumber) == before
+
+
+def test_editing_a_number_to_a_taken_one_says_so(client: FlaskClient, factory: sessionmaker) -> None:
+    url = "/admin/number/edit/?id=%d" % demo_id(factory, db.PhoneNumber, e164="+74950000003")
+    form = scrape(client, url)
+    page = client.post(url, data={**form.data, "e164": "+74957770000"}).get_data(as_text=True)
+    assert "This number is already in use by another customer" in page
+    assert client.post(url, data=form.data).status_code == 302  # its own number is not "taken"
+
+
+def test_operator_is_told_which_tenant_has_the_number(factory: sessionmaker) -> None:
+    c = create_app(SETTINGS, factory).test_client()
+    login(c, "operator", "operator-secret-1")
+    form = scrape(c, "/admin/number/new/")
+    page = c.post("/admin/number/new/", data={**form.data, "e164": "+74957770000", "mode": "always"})
+    assert "This number is already in use by tenant Quixcorp." in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_profile_refuses_a_blank_name(factory: sessionmaker, name: str) -> None:
+    with factory.begin() as s:
+        maria = s.scalars(select(db.Employee).where(db.Employee.extension == "102").join(db.Tenant)
+                          .where(db.Tenant.sip_domain == "demo.pbx.local")).one()
+        s.add(db.AdminUser(username="maria", role=db.AdminRole.USER, tenant_id=maria.tenant_id,
+                           employee_id=maria.id, password_hash=generate_password_hash("maria-secret-pw")))
+    c = create_app(SETTINGS, factory).test_client()
+    panel_login(c, "maria", "maria-secret-pw")
+    form = scrape(c, "/admin/profile/")
+    page = c.post("/admin/profile/", data={**form.data, "name": name})
+    assert page.status_code == 200 and "Enter your name: it cannot be blank." in page.get_data(as_text=True)
+    with factory() as s:
+        assert s.scalars(select(db.Employee.name).where(db.Employee.extension == "102").join(db.Tenant)
+                         .where(db.Tenant.sip_domain == "demo.pbx.local")).one() == "Maria Ivanova"
+
+
+@pytest.mark.parametrize("url, model", [("/admin/employee/new/", db.Employee),
+                                        ("/admin/department/new/", db.Department),
+                                        ("/admin/voicemail_box/new/", db.VoicemailBox)])
+def test_forms_refuse_a_blank_name(client: FlaskClient, factory: sessionmaker, url: str, model: type) -> None:
+    form = scrape(client, url)
+    before = count(factory, model)
+    extra = EMPLOYEE if model is db.Employee else {"extension": "777"}
+    page = client.post(url, data={**form.data, **extra, "name": "  "})
+    assert page.status_code == 200 and "Enter a name: it cannot be blank." in page.get_data(as_text=True)
+    assert count(factory, model) == before
 
 
 def test_route_cycle_is_refused(client: FlaskClient, factory: sessionmaker) -> None:
