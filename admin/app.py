@@ -16,10 +16,12 @@ from werkzeug.wrappers import Response
 from admin import auth, pages
 from admin.accounts import AccountView
 from admin.directory import make_directory_blueprint
+from admin.fax import FaxMessageView
 from admin.live import LiveView
 from admin.profile import ProfileView
 from admin.ratelimit import LoginThrottle, MemoryLoginThrottle, RedisLoginThrottle
 from admin.views import (
+    CallerRuleView,
     CallRecordView,
     DepartmentView,
     EmployeeView,
@@ -124,7 +126,9 @@ def _add_views(panel: Admin, db: scoped_session) -> None:
     panel.add_view(ScheduleView(db, name="Schedules", endpoint="schedule"))
     panel.add_view(VoiceMenuView(db, name="Voice menus", endpoint="menu"))
     panel.add_view(VoicemailBoxView(db, name="Voicemail boxes", endpoint="voicemail_box"))
+    panel.add_view(CallerRuleView(db, name="Caller rules", endpoint="caller_rule"))
     panel.add_view(CallRecordView(db, name="Call history", endpoint="call", category="History"))
     panel.add_view(MissedOfferView(db, name="Missed offers", endpoint="missed_offer", category="History"))
     panel.add_view(VoicemailMessageView(db, name="Voicemail messages", endpoint="voicemail", category="History"))
+    panel.add_view(FaxMessageView(db, name="Faxes", endpoint="fax", category="History"))
     panel.add_view(AccountView(db, name="Accounts", endpoint="account"))

@@ -21,6 +21,7 @@ from orchestrator.core.model import TargetKind
 from orchestrator.db.accounts import AdminRole
 from orchestrator.db.history import CallRecord, MissedOffer
 from orchestrator.db.models import (
+    CallerRule,
     Department,
     DepartmentMember,
     Employee,
@@ -33,6 +34,7 @@ from orchestrator.db.models import (
     VoiceMenuOption,
     VoicemailBox,
     VoicemailBoxOwner,
+    split_lines,
 )
 from orchestrator.tenant_doc import rules
 
@@ -42,7 +44,7 @@ KIND_CHOICES = [("", "(none)")] + [(k.value, k.value) for k in TargetKind]
 def target_form_args(prefix: str, label: str) -> dict[str, dict[str, Any]]:
     return {
         prefix + "_kind": {"label": "%s: kind" % label},
-        prefix + "_ref_id": {"label": "%s: id (department/employee/menu/voicemail)" % label},
+        prefix + "_ref_id": {"label": "%s: id (department/employee/menu/voicemail/fax box)" % label},
         prefix + "_number": {"label": "%s: external number (E.164)" % label},
         prefix + "_sound": {"label": "%s: announcement sound" % label},
     }
@@ -319,3 +321,48 @@ class MissedOfferView(ReadOnlyTenantView):
         if self.user.employee_id is None:
             return query.filter(false())
         return query.filter(MissedOffer.employee_id == self.user.employee_id)
+
+
+class CallerRuleView(TenantScopedView):
+    """Caller-based rules, tried in ``position`` order before a number's schedule (the
+    tenant document's ``caller_rules``). Values and numbers are one a line; the target is
+    edited as its four columns like every route target."""
+
+    column_list = ("tenant", "position", "name", "match_kind", "match_values", "negate", "block", "numbers",
+                   "target_kind", "target_ref_id")
+    column_labels = {"position": "Order", "match_kind": "Match", "match_values": "Values", "negate": "Not",
+                     "numbers": "Only for numbers", "target_kind": "Target", "target_ref_id": "Target id"}
+    column_filters = ("name", "match_kind", "block")
+    column_searchable_list = ("name", "match_values")
+    column_default_sort = "position"
+    form_columns = ("tenant", "name", "position", "match_kind", "match_values", "negate", "block", "numbers", "days",
+                    "crm_url", "crm_timeout_ms", "target_kind", "target_ref_id", "target_number", "target_sound")
+    form_choices = target_choices("target")
+    field_map = {"match": "match_kind", "values": "match_values", "crm": "crm_url"}
+
+    def __init__(self, db: scoped_session, **kw: Any) -> None:
+        self.form_args = {
+            **target_form_args("target", "Target (last agent / CRM: fallback; block: announcement)"),
+            "position": {"label": "Order (lower is tried first)"},
+            "match_kind": {"label": "Match by"},
+            "match_values": {"label": "Values, one a line (country codes RU, DE; places as pbx-explain names "
+                                      "them, e.g. St Petersburg; prefixes +7812; E.164 numbers)"},
+            "negate": {"label": "Match callers NOT matching the values"},
+            "block": {"label": "Block: refuse matching callers (CALL_REJECTED)"},
+            "numbers": {"label": "Only for calls to these of the tenant's numbers, one a line (empty: all)"},
+            "days": {"label": "Last agent: days of call history"},
+            "crm_url": {"label": "CRM: endpoint URL (see docs/operations.md for the contract)"},
+            "crm_timeout_ms": {"label": "CRM: timeout, ms (100-1500)"},
+        }
+        super().__init__(CallerRule, db, **kw)
+
+    def before_validation(self, model: CallerRule, is_created: bool) -> None:
+        for column in ("match_values", "numbers"):
+            setattr(model, column, "\n".join(split_lines(getattr(model, column))))
+        if model.crm_url is not None and not model.crm_url.strip():
+            model.crm_url = None
+        # "(none)" submits empty strings: an optional target (last agent / CRM without a
+        # fallback, block without an announcement) is stored as no target at all.
+        for part in ("kind", "ref_id", "number", "sound"):
+            if getattr(model, "target_" + part) == "":
+                setattr(model, "target_" + part, None)

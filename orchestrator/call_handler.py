@@ -23,6 +23,7 @@ from orchestrator.core.actions import (
     Answered,
     Bridged,
     CallInfo,
+    CallerKnown,
     CoreEvent,
     Dtmf,
     Execute,
@@ -34,12 +35,15 @@ from orchestrator.core.actions import (
     JoinQueue,
     LeaveQueue,
     Log,
+    LookupCaller,
     LookupMembers,
     ReserveMembers,
+    StoreFax,
     StoreVoicemail,
     Unbridged,
     Wake,
 )
+from orchestrator.caller_lookups import CallerLookups
 from orchestrator.core.plan import Policy
 from orchestrator.core.routing import find_tenant
 from orchestrator.errors import CallGone, EslTimeout
@@ -62,6 +66,8 @@ class CallRecorder(Protocol):
 
     def voicemail(self, tenant_id: int, call: CallInfo, message: StoreVoicemail) -> None: ...
 
+    def fax(self, tenant_id: int, call: CallInfo, fax: StoreFax) -> None: ...
+
 
 def channel_info(data: Mapping[str, str]) -> CallInfo:
     """CallInfo from the ``connect`` reply (CHANNEL_DATA, already URL-decoded)."""
@@ -83,6 +89,9 @@ WANTED_EVENTS = frozenset({
     "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_ANSWER", "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE",
     "DTMF", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE",
 })
+# Instant applications: the core never waits for their EXECUTE_COMPLETE (Execute with
+# wait=False), so the session drops those unparsed (each carries ~150 headers).
+UNWATCHED_APPS = frozenset({"set", "unset", "multiset", "export", "answer", "pre_answer"})
 
 
 def core_event(event: wire.Event) -> CoreEvent | None:
@@ -120,6 +129,7 @@ class CallHandler:
     max_call_ms: int = 6 * 3600 * 1000
     linger_wait_s: float = 10.0
     stats: dict[str, int] = field(default_factory=lambda: {"calls": 0, "errors": 0})
+    lookups: CallerLookups | None = None  # caller rules' last agent / CRM (None: unknown callers)
 
     def __call__(self, session: CallSession) -> None:
         self.stats["calls"] += 1
@@ -159,7 +169,7 @@ class _CallRun:
         prefix = uuidlib.uuid4().hex[:12]
         self.new_id = lambda: "%s-%s-%04d" % (call.uuid[:8] or "call", prefix, next(counter))
         self.extra = {"call_uuid": call.uuid, "tenant_id": "-"}
-        self.on_hold = False
+        self.hold_key: tuple[int, int] | None = None  # (department, place) while on hold
         self._freed = lambda: self.session.events.put(MEMBERS_FREED)
 
     def log(self, level: int, message: str, *args: object, **fields: object) -> None:
@@ -203,13 +213,16 @@ class _CallRun:
                 self.settle(callflow.Decision(state, (Hangup("ALLOTTED_TIMEOUT"),)))
                 deadline = now + 60_000
             wait_s = min(renew_every_ms / 1000.0, h.linger_wait_s)
-            if self.on_hold:
+            if self.hold_key is not None:
                 wait_s = min(wait_s, h.hold_check_ms / 1000.0)
             try:
                 item = self.session.events.get(timeout=wait_s)
             except gevent.queue.Empty:
-                if self.on_hold:  # the periodic check: the queue's time limit, lost notices
-                    state = self._hold_changed(self.settle(callflow.handle(state, Wake(), self._ctx())))
+                if self.hold_key is not None:  # the periodic check: time limit, lost notices
+                    # The first in line also looks for a member (a lost notice costs a
+                    # second at most); the others only check the queue's time limit.
+                    first = self.tenant_id is not None and self.hold_key is not None and self.h.wakeups.is_first(self.tenant_id, self.hold_key[0], self._freed)
+                    state = self._hold_changed(self.settle(callflow.handle(state, Wake(freed=first), self._ctx())))
                 continue
             ctx = callflow.Context(snapshot, h.policy, h.clock(), self.new_id)
             if item == MEMBERS_FREED:
@@ -237,13 +250,15 @@ class _CallRun:
 
     def _hold_changed(self, state: callflow.CallState) -> callflow.CallState:
         """Listen for free members while the caller is on hold (and only then)."""
-        on_hold = state.offer is not None and state.offer.waiting and state.offer.pending is None
-        if on_hold != self.on_hold and self.tenant_id is not None:
-            if on_hold:
-                self.h.wakeups.register(self.tenant_id, self._freed)
-            else:
-                self.h.wakeups.unregister(self.tenant_id, self._freed)
-            self.on_hold = on_hold
+        offer = state.offer
+        on_hold = offer is not None and offer.waiting and offer.pending is None
+        key = (offer.department_id, offer.since_ms) if on_hold and offer is not None else None
+        if key != self.hold_key and self.tenant_id is not None:
+            if self.hold_key is not None:
+                self.h.wakeups.unregister(self.tenant_id, self.hold_key[0], self._freed)
+            if key is not None:
+                self.h.wakeups.register(self.tenant_id, key[0], key[1], self._freed)
+            self.hold_key = key
         return state
 
     def settle(self, decision: callflow.Decision) -> callflow.CallState:
@@ -262,9 +277,12 @@ class _CallRun:
         return state
 
     def apply(self, action: Action) -> CoreEvent | None:
-        """Carry out one action; a member request returns the core event answering it."""
+        """Carry out one action; a member request or a caller lookup returns the core
+        event answering it."""
         if isinstance(action, (LookupMembers, ReserveMembers, EndOffers)):
             return self._members(action)
+        if isinstance(action, LookupCaller):
+            return self._lookup(action)
         if isinstance(action, (JoinQueue, LeaveQueue)):
             if self.tenant_id is not None:
                 self.h.members.queue(self.tenant_id, self.call.uuid, action)
@@ -284,6 +302,10 @@ class _CallRun:
         elif isinstance(action, StoreVoicemail):
             if self.tenant_id is not None:
                 self._record(functools.partial(self.h.recorder.voicemail, self.tenant_id, self.call, action), "voicemail")
+        elif isinstance(action, StoreFax):
+            if self.tenant_id is not None:
+                self.log(logging.INFO, "fax received: %d page(s), %s", action.pages, "complete" if action.success else action.result_text)
+                self._record(functools.partial(self.h.recorder.fax, self.tenant_id, self.call, action), "fax")
         elif isinstance(action, Finished):
             self.finished = action
             self.finished_ms = self.h.clock()
@@ -306,6 +328,16 @@ class _CallRun:
             return answer
         members.end(tenant_id, self.call, action)
         return None
+
+    def _lookup(self, action: LookupCaller) -> CallerKnown:
+        """A caller rule's lookup, answered within its own time limit (caller_lookups)."""
+        started = self.h.clock()
+        if self.h.lookups is None or self.tenant_id is None or self.snapshot is None:
+            answer = CallerKnown(action.request_id, action.rule_id, note="lookups are not configured")
+        else:
+            answer = self.h.lookups.answer(self.tenant_id, self.snapshot.sip_domain, self.call.caller_number, action)
+        self.log(logging.INFO, "caller lookup (%s): %s", action.source, answer.note, took_ms=self.h.clock() - started)
+        return answer
 
     def _send(self, fn: Callable[[], None], what: str) -> None:
         if self.gone:
@@ -348,9 +380,9 @@ class _CallRun:
             self.log(logging.WARNING, "could not renew the call's lease: %s", exc)
 
     def release(self) -> None:
-        if self.on_hold and self.tenant_id is not None:
-            self.h.wakeups.unregister(self.tenant_id, self._freed)
-            self.on_hold = False
+        if self.hold_key is not None and self.tenant_id is not None:
+            self.h.wakeups.unregister(self.tenant_id, self.hold_key[0], self._freed)
+            self.hold_key = None
         if self.admitted and self.tenant_id is not None:
             try:
                 self.h.calls.release(self.tenant_id, self.call.uuid)

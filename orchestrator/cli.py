@@ -34,7 +34,7 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
     import gevent.event
 
     from orchestrator import config, wiring
-    from orchestrator.call_handler import WANTED_EVENTS, CallHandler, _now_ms
+    from orchestrator.call_handler import UNWATCHED_APPS, WANTED_EVENTS, CallHandler, _now_ms
     from orchestrator.db_recorder import DbRecorder
     from orchestrator.member_offers import MemberOffers
     from orchestrator.member_wakeups import Wakeups
@@ -57,12 +57,14 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
-    recorder = DbRecorder(app.db.session_factory, wiring.run_in_threadpool, wiring.voicemail_notifier(settings, app.redis))
+    recorder = DbRecorder(app.db.session_factory, wiring.run_in_threadpool, wiring.voicemail_notifier(settings, app.redis),
+                          wiring.fax_notifier(settings, app.redis))
     members = MemberOffers(app.agents, recorder, _now_ms, wiring.spawn_background, gevent.spawn_later)
     wakeups = Wakeups(app.redis)
     wakeups.start()
-    handler = CallHandler(app.cache, app.calls, recorder, app.policy, members, wakeups)
-    server = OutboundServer(settings.listen_host, settings.listen_port, handler, settings.esl_command_timeout_ms / 1000.0, WANTED_EVENTS)
+    handler = CallHandler(app.cache, app.calls, recorder, app.policy, members, wakeups,
+                          lookups=wiring.caller_lookups(app.db))
+    server = OutboundServer(settings.listen_host, settings.listen_port, handler, settings.esl_command_timeout_ms / 1000.0, WANTED_EVENTS, UNWATCHED_APPS)
     try:
         server.start()
     except OSError as exc:

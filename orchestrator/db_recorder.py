@@ -1,7 +1,8 @@
-"""Writes finished calls and voicemails to the database, off the gevent hub.
+"""Writes finished calls, voicemails and faxes to the database, off the gevent hub.
 
 The call handler's ``CallRecorder``: one short transaction per write, run in the
 wiring's thread pool so that a slow database never stalls other calls' events.
+``DbHistory`` reads a caller's last agent for the caller rules the same way.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from orchestrator.core.actions import CallInfo, Finished, StoreVoicemail
+from orchestrator.core.actions import CallInfo, Finished, StoreFax, StoreVoicemail
 from orchestrator.db import queries
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 # Told (tenant id, message id) once a voicemail message is committed; the wiring connects
 # it to the e-mail job's enqueue. It must not raise; if it does, the error is logged.
 OnVoicemail = Callable[[int, int], None]
+OnFax = OnVoicemail  # (tenant id, fax id) once a fax is committed: its e-mail job
 
 def _at(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc)
@@ -27,15 +29,17 @@ def _ts(ms: int | None) -> datetime | None:
 
 
 class DbRecorder:
-    def __init__(self, session_factory: Any, run_blocking: Callable[..., Any], on_voicemail: OnVoicemail | None = None) -> None:
+    def __init__(self, session_factory: Any, run_blocking: Callable[..., Any], on_voicemail: OnVoicemail | None = None,
+                 on_fax: OnFax | None = None) -> None:
         self._sessions = session_factory
         self._run = run_blocking
         self._on_voicemail = on_voicemail
+        self._on_fax = on_fax
 
     def call_finished(self, tenant_id: int, call: CallInfo, finished: Finished, started_ms: int, answered_ms: int | None, ended_ms: int) -> None:
         def write() -> None:
             with self._sessions() as session:
-                queries.record_call(
+                queries.insert_call_record(
                     session,
                     tenant_id,
                     call_uuid=call.uuid,
@@ -75,3 +79,41 @@ class DbRecorder:
             self._on_voicemail(tenant_id, message_id)
         except Exception as exc:  # noqa: BLE001 - the message is stored; a notice must not break the call
             log.error("tenant %d: voicemail %d stored, but its notification failed: %s", tenant_id, message_id, exc)
+
+    def fax(self, tenant_id: int, call: CallInfo, fax: StoreFax) -> None:
+        def write() -> int:
+            with self._sessions() as session:
+                fax_id = queries.record_fax(
+                    session, tenant_id, fax.box_id, fax.caller, call.uuid, fax.path, fax.pages, fax.success,
+                    fax.result_code, fax.result_text, fax.remote_station,
+                )
+                session.commit()
+                return fax_id
+
+        fax_id = self._run(write)
+        if self._on_fax is None:
+            return
+        try:
+            self._on_fax(tenant_id, fax_id)
+        except Exception as exc:  # noqa: BLE001 - the fax is stored; a notice must not break the call
+            log.error("tenant %d: fax %d stored, but its notification failed: %s", tenant_id, fax_id, exc)
+
+
+class DbHistory:
+    """The call history the caller rules read (``caller_lookups.History``)."""
+
+    def __init__(self, session_factory: Any, run_blocking: Callable[..., Any]) -> None:
+        self._sessions = session_factory
+        self._run = run_blocking
+
+    def last_agent(self, tenant_id: int, callers: tuple[str, ...], since_days: int, now_ms: int) -> tuple[int, int] | None:
+        def read() -> tuple[int, int] | None:
+            with self._sessions() as session:
+                found = queries.last_agent(session, tenant_id, callers, _at(now_ms), since_days)
+            if found is None:
+                return None
+            talked = found.talked_at if found.talked_at.tzinfo else found.talked_at.replace(tzinfo=timezone.utc)
+            return found.employee_id, int(talked.timestamp() * 1000)
+
+        result: tuple[int, int] | None = self._run(read)
+        return result

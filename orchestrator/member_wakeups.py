@@ -3,8 +3,11 @@
 One greenlet per orchestrator process listens on Redis pub/sub channel
 ``pbx:members-free`` (``store.agents.FREED_CHANNEL``; the Lua scripts and the presence
 watcher publish the tenant id there) and calls every callback registered for that
-tenant: each waiting call then asks Redis for a member once (the head of the queue
-first, so a notice to many callers still gives each member to one caller only).
+tenant, but only the first caller in line (in this process) of each department: that
+caller asks Redis for a member; the reserve script serves the department's head of the
+queue first and, when it took a member while others still wait, publishes again so the
+next in line looks. A freed member thus costs one or two Redis calls, not one per
+waiting caller.
 
 Pub/sub is a hint, not the truth: a notice lost while Redis restarts costs at most the
 waiting call's periodic check (``CallHandler.hold_check_ms``).
@@ -29,24 +32,35 @@ class Wakeups:
     def __init__(self, client: redis.Redis | None = None, *, retry_s: float = 1.0) -> None:
         self.client = client
         self.retry_s = retry_s
-        self._waiting: dict[int, set[Callback]] = defaultdict(set)
+        self._waiting: dict[int, dict[int, dict[Callback, int]]] = defaultdict(lambda: defaultdict(dict))
         self._greenlet: gevent.Greenlet | None = None
         self.notices = 0
 
-    def register(self, tenant_id: int, callback: Callback) -> None:
-        self._waiting[tenant_id].add(callback)
+    def register(self, tenant_id: int, department_id: int, since_ms: int, callback: Callback) -> None:
+        self._waiting[tenant_id][department_id][callback] = since_ms
 
-    def unregister(self, tenant_id: int, callback: Callback) -> None:
-        callbacks = self._waiting.get(tenant_id)
-        if callbacks is not None:
-            callbacks.discard(callback)
-            if not callbacks:
-                del self._waiting[tenant_id]
+    def unregister(self, tenant_id: int, department_id: int, callback: Callback) -> None:
+        departments = self._waiting.get(tenant_id)
+        if departments is None:
+            return
+        waiters = departments.get(department_id)
+        if waiters is not None:
+            waiters.pop(callback, None)
+            if not waiters:
+                del departments[department_id]
+        if not departments:
+            del self._waiting[tenant_id]
+
+    def is_first(self, tenant_id: int, department_id: int, callback: Callback) -> bool:
+        """Is this the earliest waiting caller of the department in this process?"""
+        waiters = self._waiting.get(tenant_id, {}).get(department_id) or {}
+        return bool(waiters) and min(waiters, key=waiters.__getitem__) is callback
 
     def notify(self, tenant_id: int) -> None:
         self.notices += 1
-        for callback in list(self._waiting.get(tenant_id, ())):
-            callback()
+        for waiters in list(self._waiting.get(tenant_id, {}).values()):
+            if waiters:
+                min(waiters, key=waiters.__getitem__)()
 
     # ------------------------------------------------------------ listening
 

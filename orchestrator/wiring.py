@@ -39,16 +39,27 @@ def spawn_background(fn: Callable[[], None]) -> None:
     gevent.spawn(fn)
 
 
+# One connection per greenlet waiting on Redis: every live call may be in a Redis call at
+# once. redis-py's default pool raises "Too many connections" past its cap; a blocking
+# pool makes a greenlet wait (up to 2 s) for a free connection instead.
+REDIS_MAX_CONNECTIONS = 512
+
+
 def redis_client(url: str) -> redis.Redis:
     """A Redis client that rides out a restart: short timeouts, a few quick retries."""
-    return redis.Redis.from_url(
+    from redis.connection import BlockingConnectionPool
+
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=REDIS_MAX_CONNECTIONS,
+        timeout=2,
         socket_timeout=2,
         socket_connect_timeout=2,
         health_check_interval=15,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
+    return redis.Redis(connection_pool=pool)
 
 
 def resolve_redis_url(settings: Settings) -> str:
@@ -178,3 +189,41 @@ def voicemail_notifier(settings: Settings, client: redis.Redis) -> Callable[[int
             log.error("tenant %d: voicemail %d stored but its e-mail was not queued (Redis: %s)", tenant_id, message_id, exc)
 
     return enqueue
+
+
+FAX_MAIL_JOB = "workers.mail.send_fax"
+
+
+def fax_notifier(settings: Settings, client: redis.Redis) -> Callable[[int, int], None] | None:
+    """``DbRecorder``'s ``on_fax``: enqueue the fax e-mail job on ``pbx-default`` (None
+    when PBX_SMTP_HOST is empty, like voicemail)."""
+    from rq import Queue, Retry
+
+    from workers import DEFAULT_QUEUE
+
+    if not settings.smtp_host:
+        return None
+    queue = Queue(DEFAULT_QUEUE, connection=client)
+
+    def enqueue(tenant_id: int, fax_id: int) -> None:
+        try:
+            queue.enqueue(
+                FAX_MAIL_JOB, tenant_id, fax_id,
+                job_timeout=120, retry=Retry(max=3, interval=[30, 120, 600]),
+                description="e-mail fax %d of tenant %d" % (fax_id, tenant_id),
+            )
+        except redis.RedisError as exc:
+            log.error("tenant %d: fax %d stored but its e-mail was not queued (Redis: %s)", tenant_id, fax_id, exc)
+
+    return enqueue
+
+
+def caller_lookups(db: Database, *, run_blocking: Callable[..., Any] = run_in_threadpool) -> Any:
+    """The caller rules' lookups: call history from the database, CRMs over HTTP."""
+    import time
+
+    from orchestrator.caller_lookups import CallerLookups
+    from orchestrator.crm import CrmClient
+    from orchestrator.db_recorder import DbHistory
+
+    return CallerLookups(DbHistory(db.session_factory, run_blocking), CrmClient(), lambda: int(time.time() * 1000))

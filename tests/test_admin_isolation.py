@@ -48,6 +48,8 @@ schedules:
     exceptions: [{date: 2026-01-02, name: Quixholiday}]
 numbers:
   - {number: "+74957770000", mode: schedule, work: {department: "500"}, after_hours: {voicemail: Quixbox}}
+caller_rules:
+  - {name: Quixrule, match: list, values: ["+79167770001"], target: {employee: "101"}}
 """
 B_MARKERS = ("quix", "7770000", "7770001")  # in every B row's text; checked case-insensitively
 B_VALUES = ("Quixperson One", "Quixdesk", "+74957770000", "+79167770001", "quixcall")  # sent as queries
@@ -80,6 +82,8 @@ def factory(migrated_pg: sessionmaker, recordings: Path) -> Iterator[sessionmake
         recording.write_bytes(b"RIFF Quixrecording")
         s.add(db.VoicemailMessage(tenant_id=b, box_id=box, caller="+79167770001", call_uuid="quixcall",
                                   recording_path=str(recording), duration_ms=1000, created_at=when))
+        s.add(db.FaxMessage(tenant_id=b, box_id=box, caller="+79167770001", call_uuid="quixcall",
+                            document_path="/rec/Quixfax.tif", pages=1, created_at=when))
         b_emp = {e.extension: e for e in s.scalars(select(db.Employee).where(db.Employee.tenant_id == b))}
         for name, role in (("quixuser", db.AdminRole.USER), ("quixrestricted", db.AdminRole.RESTRICTED)):
             s.add(db.AdminUser(username=name, role=role, tenant_id=b, employee_id=b_emp["102"].id,
@@ -141,6 +145,8 @@ def snapshot(factory: sessionmaker, tenant_id: int) -> tuple[Any, ...]:
                           .where(db.CallRecord.tenant_id == tenant_id)).all()
         messages = s.execute(select(db.VoicemailMessage.id, db.VoicemailMessage.recording_path)
                              .where(db.VoicemailMessage.tenant_id == tenant_id)).all()
+        messages += s.execute(select(db.FaxMessage.id, db.FaxMessage.document_path)
+                              .where(db.FaxMessage.tenant_id == tenant_id)).all()
         misses = s.execute(select(db.MissedOffer.id, db.MissedOffer.employee_id, db.MissedOffer.result)
                            .where(db.MissedOffer.tenant_id == tenant_id)).all()
         accounts = s.execute(select(db.AdminUser.id, db.AdminUser.username, db.AdminUser.password_hash,
@@ -250,7 +256,7 @@ def test_the_walk_reaches_other_tenants_data_when_allowed(app: Flask, factory: s
             if response.status_code == 200 and leaks(response.get_data(as_text=True), url, None):
                 shown.add(url.split("?")[0])
     for endpoint in ("employee", "department", "number", "schedule", "menu", "voicemail_box", "call",
-                     "voicemail", "missed_offer", "tenant", "account", "live"):
+                     "voicemail", "missed_offer", "tenant", "account", "live", "caller_rule", "fax"):
         assert "/admin/%s/" % endpoint in shown, endpoint
     for page in ("employee/details", "employee/edit", "live/calls.json", "voicemail/recording", "account/details"):
         assert "/admin/%s/" % page in shown or "/admin/%s" % page in shown, page

@@ -190,3 +190,56 @@ def test_valid_schedule_is_saved(client: FlaskClient, factory: sessionmaker) -> 
         schedule = s.scalars(select(db.Schedule).where(db.Schedule.name == "Night shift")).one()
         assert [(i.weekday, i.start_minute, i.end_minute) for i in schedule.intervals] == \
             [(4, 1320, 1800), (5, 1320, 1800)]
+
+
+RULE = {"name": "Petersburg", "position": "0", "match_kind": "city", "match_values": "St Petersburg",
+        "numbers": "", "days": "30", "crm_url": "", "crm_timeout_ms": "1000", "target_kind": "department",
+        "target_number": "", "target_sound": ""}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"match_kind": "country", "match_values": "RU\nRussia"}, "&#39;Russia&#39; is not a country code"),
+    ({"match_kind": "list", "match_values": "89161112233"}, "is not an E.164 number"),
+    ({"match_values": ""}, "is required for a city rule"),
+    ({"numbers": "+74957770000"}, "+74957770000 is not a number of this tenant"),  # tenant B's
+    ({"block": "y"}, "a block rule refuses the call: its target may only be the announcement"),
+    ({"match_kind": "crm", "match_values": ""}, "crm: is required"),
+    ({"match_kind": "crm", "match_values": "", "crm_url": "ftp://crm.example/"}, "is not an http(s) URL"),
+    ({"target_kind": "", "target_ref_id": ""}, "is required: where matching callers go"),
+])
+def test_caller_rule_form_refuses_with_a_clear_message(client: FlaskClient, factory: sessionmaker,
+                                                       changes: dict[str, str], message: str) -> None:
+    form = scrape(client, "/admin/caller_rule/new/")
+    before = count(factory, db.CallerRule)
+    data = {**form.data, **RULE, "target_ref_id": str(demo_id(factory, db.Department, extension="300")), **changes}
+    page = client.post("/admin/caller_rule/new/", data=data)
+    assert page.status_code == 200 and message in page.get_data(as_text=True), page.get_data(as_text=True)[-3000:]
+    assert count(factory, db.CallerRule) == before
+
+
+def test_caller_rule_is_saved_in_order_and_the_number_it_names_cannot_go(client: FlaskClient,
+                                                                         factory: sessionmaker) -> None:
+    with factory() as s:
+        version = s.scalars(select(db.Tenant.routing_version).where(db.Tenant.sip_domain == "demo.pbx.local")).one()
+    form = scrape(client, "/admin/caller_rule/new/")
+    data = {**form.data, **RULE, "target_ref_id": str(demo_id(factory, db.Department, extension="300")),
+            "match_values": " St Petersburg \r\n\r\nMoscow", "numbers": "+74950000002"}
+    assert client.post("/admin/caller_rule/new/", data=data).status_code == 302
+    with factory() as s:
+        rule = s.scalars(select(db.CallerRule).where(db.CallerRule.name == "Petersburg")).one()
+        assert rule.value_list() == ["St Petersburg", "Moscow"] and rule.match_values == "St Petersburg\nMoscow"
+        assert s.get(db.Tenant, rule.tenant_id).routing_version > version  # takes effect on the next call
+    number = demo_id(factory, db.PhoneNumber, e164="+74950000002")
+    page = client.post("/admin/number/delete/", data={"id": str(number), "url": "/admin/number/",
+                                                      "csrf_token": form.data["csrf_token"]}, follow_redirects=True)
+    assert "+74950000002 is not a number of this tenant" in page.get_data(as_text=True)
+    assert count(factory, db.PhoneNumber) >= 1 and demo_id(factory, db.PhoneNumber, e164="+74950000002") == number
+
+
+def test_fax_target_on_a_number(client: FlaskClient, factory: sessionmaker) -> None:
+    form = scrape(client, "/admin/number/new/")
+    data = {**form.data, "e164": "+74950000009", "mode": "always", "work_kind": "fax", "work_ref_id": "987654"}
+    page = client.post("/admin/number/new/", data=data)
+    assert page.status_code == 200 and "no voicemail box" in page.get_data(as_text=True)
+    data["work_ref_id"] = str(demo_id(factory, db.VoicemailBox, name="Sales voicemail"))
+    assert client.post("/admin/number/new/", data=data).status_code == 302

@@ -107,7 +107,8 @@ def test_number_to_employee_rings_desk_then_adds_mobile():
         "[origination_uuid=id2,leg_timeout=25,leg_delay_start=10]sofia/gateway/pstn/+79160000001"
     )
     sets = [a.arg for a in d.actions if isinstance(a, Execute) and a.app == "set"]
-    assert "continue_on_fail=true" in sets and "hangup_after_bridge=true" in sets
+    (multiset,) = [a.arg for a in d.actions if isinstance(a, Execute) and a.app == "multiset"]
+    assert multiset == "continue_on_fail=true hangup_after_bridge=true pbx_tenant_id=7"
     assert "pbx_fallback_dial=%s" % bridge.arg in sets
 
 

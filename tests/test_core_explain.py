@@ -195,3 +195,114 @@ def test_plan_ring_legs_do_not_change_the_dial_string():
         "[origination_uuid=a,leg_timeout=30]user/101@demo.pbx.local,"
         "[origination_uuid=b,leg_timeout=30,leg_delay_start=10]sofia/gateway/pstn/+79160000001"
     )
+
+
+# ------------------------------------------------------------------ caller-based rules
+
+from orchestrator.core.actions import CallerKnown, LookupCaller  # noqa: E402
+from orchestrator.core.model import CallerMatch, CallerRule  # noqa: E402
+
+RULES = (
+    CallerRule(1, "Block list", CallerMatch.LIST, ("+79990000000",), block=True, order=0),
+    CallerRule(2, "Petersburg", CallerMatch.CITY, ("Saint Petersburg",), target=SUPPORT, order=1),
+    CallerRule(3, "Foreign", CallerMatch.COUNTRY, ("RU",), negate=True, target=SUPPORT,
+               numbers=("+74950000001",), order=2),
+    CallerRule(4, "CRM", CallerMatch.CRM, crm_url="http://crm.local/who", crm_timeout_ms=1500, target=SALES, order=3),
+)
+
+
+def crm_says(**known: object):
+    asked: list[LookupCaller] = []
+
+    def lookups(ask: LookupCaller) -> CallerKnown:
+        asked.append(ask)
+        return CallerKnown(ask.request_id, ask.rule_id, **known)  # type: ignore[arg-type]
+
+    return lookups, asked
+
+
+RULE_CASES = [
+    # (name, caller, dialed, crm answer, chain must mention, target, step kinds)
+    ("Petersburg caller on Saturday 21:00: the city rule, no schedule", "+78121234567", "+74950000003", None,
+     ["caller +78121234567: Russia (RU), St Petersburg", "caller rule 1 'Block list' (list of 1 number, block): no match",
+      "caller rule 2 'Petersburg' (city Saint Petersburg): matches (city St Petersburg)",
+      "decision: caller rule 'Petersburg': city St Petersburg"],
+     "department 300 (Support)", ["ring", "voicemail"]),
+    ("block list: refused with CALL_REJECTED", "+79990000000", "+74950000001", None,
+     ["matches (+79990000000 is on the list): the call is refused", "refused: caller blocked by rule 'Block list'"],
+     "", ["announce"]),
+    ("foreign caller on the number the rule is for", "+493012345678", "+74950000001", None,
+     ["Germany (DE), Berlin", "caller rule 3 'Foreign' (not country RU): matches (country DE)"],
+     "department 300 (Support)", ["ring", "voicemail"]),
+    ("foreign caller on another number: the CRM is asked", "+493012345678", "+74950000002",
+     {"note": "CRM: unknown caller"},
+     ["caller rule 3 'Foreign' (not country RU): not for +74950000002 (only +74950000001)",
+      "caller rule 4 'CRM' (CRM lookup, up to 1500 ms): matches: CRM: unknown caller -> the rule's target"],
+     "department 200 (Sales)", ["ring", "voicemail"]),
+    ("Moscow caller unknown to the CRM: every manager at once", "+74991234567", "+74950000003",
+     {"note": "CRM: unknown caller"}, ["Russia (RU), Moscow", "CRM: unknown caller -> the rule's target"],
+     "department 200 (Sales)", ["ring", "voicemail"]),
+    ("the CRM times out: the rule's target", "+74991234567", "+74950000003",
+     {"note": "CRM did not answer within 1500 ms"}, ["CRM did not answer within 1500 ms -> the rule's target"],
+     "department 200 (Sales)", ["ring", "voicemail"]),
+    ("the CRM names Maria: she rings first, then Sales", "+74991234567", "+74950000003",
+     {"extension": "102", "note": "CRM names extension 102"},
+     ["CRM names extension 102, rings 102 (Maria Ivanova) first, then the rule's target"],
+     "employee 102 (Maria Ivanova), then department 200 (Sales)", ["ring", "ring", "voicemail"]),
+]
+
+
+@pytest.mark.parametrize("name, caller, dialed, known, mentions, target, kinds", RULE_CASES, ids=[c[0] for c in RULE_CASES])
+def test_explain_caller_rules_reference_cases(name, caller, dialed, known, mentions, target, kinds):
+    lookups, asked = crm_says(**(known or {}))
+    result = explain(demo(caller_rules=RULES), POLICY, caller, dialed, ms("2026-11-28 21:00"), lookups=lookups)
+    chain = "\n".join(result.chain)
+    for text in mentions:
+        assert text in chain, chain
+    assert result.target == target
+    assert [s.kind for s in result.steps] == kinds
+    assert bool(asked) == (known is not None)
+    assert "follows the company schedule" not in chain  # a rule decided: the schedule is not consulted
+    json.dumps(result.to_dict())
+
+
+def test_explain_reference_case_unknown_to_the_crm_rings_all_managers_at_once():
+    lookups, _ = crm_says(note="CRM: unknown caller")
+    result = explain(demo(caller_rules=RULES), POLICY, "+74991234567", "+74950000003", ms("2026-11-28 21:00"),
+                     lookups=lookups)
+    sales = result.steps[0]
+    assert sales.label == "department 200 (Sales), ring all"
+    assert [(leg.who, leg.delay) for leg in sales.legs] == [
+        ("Ivan Petrov (101)", 0), ("Maria Ivanova (102)", 0), ("Sergey Smirnov (103)", 0)]
+    text = result.render()
+    assert "caller rule 4 'CRM'" in text and "1. ring: department 200 (Sales), ring all" in text
+
+
+def test_explain_without_lookups_treats_the_caller_as_unknown_to_the_crm():
+    result = explain(demo(caller_rules=RULES), POLICY, "+74991234567", "+74950000003", ms("2026-11-24 11:00"))
+    assert any("not looked up here" in line for line in result.chain)
+    assert result.target == "department 200 (Sales)"
+
+
+def test_explain_no_rule_matched_then_the_schedule():
+    rules = RULES[:3]
+    result = explain(demo(caller_rules=rules), POLICY, "+74991234567", "+74950000003", ms("2026-11-28 21:00"))
+    chain = "\n".join(result.chain)
+    assert "no caller-based rule matched; the schedule decides" in chain
+    assert "closed: no work hours on Saturday" in chain and result.target == "voicemail Sales voicemail"
+
+
+@pytest.mark.parametrize("caller, known", [
+    ("+78121234567", None), ("+79990000000", None), ("+74991234567", {"extension": "102", "note": "CRM names 102"}),
+])
+def test_explain_caller_rules_follow_the_live_call_path(caller, known):
+    lookups, _ = crm_says(**(known or {"note": "unknown"}))
+    snap = demo(caller_rules=RULES)
+    c = callflow.Context(snap, POLICY, ms("2026-11-28 21:00"), lambda: "x")
+    d = callflow.start(CallInfo("c1", "public", "+74950000003", caller), c)
+    for action in d.actions:
+        if isinstance(action, LookupCaller):
+            d = callflow.handle(d.state, lookups(action), c)
+    result = explain(snap, POLICY, caller, "+74950000003", ms("2026-11-28 21:00"), lookups=lookups)
+    assert d.state.route[-1] == result.steps[0].label
+    assert [s.label for s in result.steps[1:]] == [getattr(s, "label") for s in d.state.plan]

@@ -6,6 +6,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from orchestrator.db.engine import make_engine
 from orchestrator.db.migrate import current, downgrade, upgrade
@@ -27,7 +28,7 @@ def empty_url(empty_db_url: str) -> str:
 def test_upgrade_creates_every_table_and_seeds_index_version(empty_url: str) -> None:
     assert current(empty_url) is None
     upgrade(empty_url)
-    assert current(empty_url) == "0002"
+    assert current(empty_url) == "0003"
     engine = make_engine(empty_url)
     try:
         assert TABLES <= set(inspect(engine).get_table_names())
@@ -51,7 +52,7 @@ def test_upgrade_twice_is_a_no_op_and_downgrade_to_base_drops_everything(empty_u
     finally:
         engine.dispose()
     upgrade(empty_url)  # and back up again
-    assert current(empty_url) == "0002"
+    assert current(empty_url) == "0003"
 
 
 def test_upgrade_accepts_an_engine(tmp_path) -> None:
@@ -59,3 +60,38 @@ def test_upgrade_accepts_an_engine(tmp_path) -> None:
     upgrade(engine)
     assert "tenant" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_0003_accepts_fax_targets_and_downgrade_clears_them(empty_url: str) -> None:
+    """Route targets may name a fax box from 0003 on; going back to 0002 empties them
+    (a menu option, whose target is required, goes) so the old constraints hold again."""
+    upgrade(empty_url, "0002")
+    engine = make_engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO tenant (id, name, sip_domain, timezone, enabled, max_concurrent_calls,"
+                              " routing_version, created_at) VALUES (1, 'T', 't.example', 'UTC', true, 0, 1, CURRENT_TIMESTAMP)"))
+            conn.execute(text("INSERT INTO voicemail_box (id, tenant_id, name, max_message_seconds) VALUES (5, 1, 'Box', 120)"))
+            conn.execute(text("INSERT INTO voice_menu (id, tenant_id, name, timeout_seconds, max_invalid, direct_dial)"
+                              " VALUES (7, 1, 'Main', 5, 3, true)"))
+        with pytest.raises(IntegrityError):  # 0002: no such target kind
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE voice_menu SET default_kind = 'fax', default_ref_id = 5 WHERE id = 7"))
+        upgrade(empty_url)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE voice_menu SET default_kind = 'fax', default_ref_id = 5 WHERE id = 7"))
+            conn.execute(text("INSERT INTO voice_menu_option (id, tenant_id, menu_id, digit, target_kind, target_ref_id)"
+                              " VALUES (1, 1, 7, '1', 'fax', 5)"))
+            conn.execute(text("INSERT INTO caller_rule (tenant_id, name, position, match_kind, match_values, negate, block,"
+                              " numbers, days, crm_timeout_ms, target_kind, target_ref_id)"
+                              " VALUES (1, 'VIP', 0, 'list', '+79161112233', false, false, '', 30, 1000, 'fax', 5)"))
+        with pytest.raises(IntegrityError):  # the rule's own checks
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE caller_rule SET crm_timeout_ms = 5000"))
+        downgrade(empty_url, "0002")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT default_kind FROM voice_menu WHERE id = 7")).scalar() is None
+            assert conn.execute(text("SELECT count(*) FROM voice_menu_option")).scalar() == 0
+        assert "caller_rule" not in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()

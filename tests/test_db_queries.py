@@ -67,3 +67,32 @@ def test_record_call_and_voicemail(factory: sessionmaker) -> None:
         with pytest.raises(ValueError):
             record_call(s, tid + 1, call_uuid="c-4", direction="internal", caller="101", destination="102",
                         started_at=start, answered_by_employee_id=emp)
+
+
+def test_call_path_history_insert_never_attaches_another_tenants_employee(migrated_any):
+    """insert_call_record (the orchestrator's one-statement insert) keeps the same rule
+    as record_call: an employee of another tenant is not attached."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import select
+
+    from orchestrator.db.history import CallRecord
+    from orchestrator.db.models import Employee, Tenant
+    from orchestrator.db.queries import insert_call_record
+
+    with migrated_any() as s:
+        a = Tenant(name="Ins A", sip_domain="ins-a.test")
+        b = Tenant(name="Ins B", sip_domain="ins-b.test")
+        s.add_all([a, b])
+        s.flush()
+        ea = Employee(tenant_id=a.id, name="A", extension="101", sip_password="x" * 16)
+        eb = Employee(tenant_id=b.id, name="B", extension="101", sip_password="x" * 16)
+        s.add_all([ea, eb])
+        s.flush()
+        now = datetime.now(timezone.utc)
+        for uuid, emp in (("ins-own", ea.id), ("ins-foreign", eb.id), ("ins-none", None)):
+            insert_call_record(s, a.id, answered_by_employee_id=emp, call_uuid=uuid, direction="inbound",
+                               caller="+7812", destination="+7495", started_at=now, ended_at=now, route="r")
+        s.commit()
+        rows = {r.call_uuid: r.answered_by_employee_id for r in s.scalars(select(CallRecord).where(CallRecord.tenant_id == a.id))}
+    assert rows == {"ins-own": ea.id, "ins-foreign": None, "ins-none": None}

@@ -10,6 +10,8 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import sessionmaker
 
 from orchestrator.core.model import (
+    CallerMatch,
+    CallerRule,
     Department,
     Employee,
     Interval,
@@ -59,11 +61,12 @@ def test_demo_tenant_snapshot_is_exactly_the_core_model(factory: sessionmaker) -
         box = {b.name: b.id for b in s.scalars(select(db.VoicemailBox))}
         menu_id = s.scalars(select(db.VoiceMenu.id)).one()
         sched_id = s.scalars(select(db.Schedule.id)).one()
+        rule = {r.name: r.id for r in s.scalars(select(db.CallerRule))}
         version = s.get(db.Tenant, tid).routing_version
         statements: list[str] = []
         event.listen(s.get_bind(), "before_cursor_execute", lambda *a: statements.append(a[2]))
         snap = load_tenant_snapshot(s, tid)
-        assert len(statements) <= 12  # a handful of queries, not one per row
+        assert len(statements) <= 13  # one query per table, not one per row
 
     def employee(ext: str, name: str, **kw: object) -> Employee:
         return Employee(id=emp[ext], name=name, extension=ext, email="%s@demo.example" % name.lower().replace(" ", "."),
@@ -119,6 +122,11 @@ def test_demo_tenant_snapshot_is_exactly_the_core_model(factory: sessionmaker) -
             box["Support voicemail"]: VoicemailBox(box["Support voicemail"], "Support voicemail", "801",
                                                    email="support@demo.example", owner_employee_ids=(emp["104"],)),
         },
+        caller_rules=(
+            CallerRule(rule["Block list"], "Block list", CallerMatch.LIST, ("+79990000000",), block=True, order=0),
+            CallerRule(rule["Foreign callers"], "Foreign callers", CallerMatch.COUNTRY, ("RU",), negate=True,
+                       target=Target(TargetKind.DEPARTMENT, dep["300"]), numbers=("+74950000001",), order=1),
+        ),
     )
     assert snap == expected
     assert snap.target_for_extension("200") == Target(TargetKind.DEPARTMENT, dep["200"])

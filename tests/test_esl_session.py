@@ -152,3 +152,22 @@ def test_unwanted_events_are_dropped_unparsed():
     # answer's completion, the DTMF during playback, playback's completion; the 10
     # CHANNEL_PARK / EXECUTE / ANSWER / HANGUP / STATE ... events were never parsed.
     assert got == ["CHANNEL_EXECUTE_COMPLETE", "DTMF", "CHANNEL_EXECUTE_COMPLETE"]
+
+
+def test_completions_of_unwatched_apps_are_dropped_unparsed():
+    """answer's EXECUTE_COMPLETE is not waited for: dropped by its Application header;
+    playback's (waited for) still arrives, with the DTMF between them."""
+    sock, peer, records = replay("outbound_loopback_plain.txt")
+    session = CallSession(("127.0.0.1", 0), sock, timeout_s=5, wanted=frozenset({"CHANNEL_EXECUTE_COMPLETE", "DTMF"}),
+                          unwatched_apps=frozenset({"answer", "set"}))
+    session.connect()
+    for raw in [r.data for r in records if r.direction == "SERVER->FS"][1:]:
+        text = raw.decode().rstrip("\n")
+        if text == "exit":
+            break
+        session.send(text)
+    items = drain(session, until=LINGERING)
+    session.close()
+    completions = [i for i in items if not isinstance(i, str) and i.name == "CHANNEL_EXECUTE_COMPLETE"]
+    assert [e.get("Application") for e in completions] == ["playback"]
+    assert [n for n in names(items) if n != LINGERING] == ["DTMF", "CHANNEL_EXECUTE_COMPLETE"]

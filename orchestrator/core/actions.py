@@ -93,13 +93,30 @@ class MembersReserved:
 
 @dataclass(frozen=True)
 class Wake:
-    """A waiting caller should look again: a member may be free (``freed``, from the
-    other orchestrators' notices), or just the periodic check (queue time limit)."""
+    """For a caller on hold: ``freed`` - a member may be free, look again (a notice, or
+    the periodic check of the first caller in line); otherwise only the periodic check
+    of the queue's time limit."""
 
     freed: bool = False
 
 
-CoreEvent = Union[AppCompleted, Answered, Bridged, Unbridged, Dtmf, HungUp, MembersSeen, MembersReserved, Wake]
+@dataclass(frozen=True)
+class CallerKnown:
+    """Answer to ``LookupCaller``: the employee the caller belongs to, or nobody.
+
+    ``employee_id`` comes from the call history (last agent), ``extension`` from the
+    tenant's CRM; both None for an unknown caller or a lookup that failed or timed out
+    (``note`` says which, in words for the route and the explainer).
+    """
+
+    request_id: str
+    rule_id: int
+    employee_id: int | None = None
+    extension: str | None = None
+    note: str = ""
+
+
+CoreEvent = Union[AppCompleted, Answered, Bridged, Unbridged, Dtmf, HungUp, MembersSeen, MembersReserved, Wake, CallerKnown]
 
 
 # ------------------------------------------------------------------ actions out
@@ -139,6 +156,37 @@ class StoreVoicemail:
     path: str
     duration_ms: int
     caller: str
+
+
+@dataclass(frozen=True)
+class StoreFax:
+    """A fax was received (``rxfax``): store it for the box and e-mail it."""
+
+    box_id: int
+    path: str
+    pages: int
+    caller: str
+    success: bool = True  # False: some pages arrived, then the transfer failed
+    result_code: int = 0  # mod_spandsp's fax_result_code (0 = OK)
+    result_text: str = ""
+    remote_station: str = ""
+
+
+@dataclass(frozen=True)
+class LookupCaller:
+    """Ask who the caller's employee is, for caller rule ``rule_id``: ``source``
+    ``last_agent`` (call history of the last ``days`` days) or ``crm`` (the tenant's CRM
+    at ``url``). The adapter answers at once with ``CallerKnown``, within ``timeout_ms``:
+    a slow or failing source is an unknown caller, never a delayed call."""
+
+    request_id: str
+    rule_id: int
+    source: str
+    caller: str  # E.164 when it parses, else as received
+    dialed: str  # the tenant's number that was called (E.164)
+    days: int = 0
+    url: str = ""
+    timeout_ms: int = 1000
 
 
 @dataclass(frozen=True)
@@ -221,4 +269,4 @@ class BreakHold:
     EXECUTE_COMPLETE follows, then the next app can run."""
 
 
-Action = Union[Execute, Hangup, Log, StoreVoicemail, Finished, LookupMembers, ReserveMembers, EndOffers, JoinQueue, LeaveQueue, BreakHold]
+Action = Union[Execute, Hangup, Log, StoreVoicemail, StoreFax, Finished, LookupMembers, ReserveMembers, EndOffers, JoinQueue, LeaveQueue, BreakHold, LookupCaller]

@@ -14,16 +14,26 @@ FreeSWITCH behaviour this relies on (transcripts in shared/freeswitch):
   successful one (P01c).
 * When the caller hangs up during ``record``, CHANNEL_HANGUP comes BEFORE the record's
   EXECUTE_COMPLETE, which carries ``record_ms`` (P04): wait for it before finishing.
+  ``rxfax`` is waited for the same way: a fax machine hangs up when it has sent the
+  document, and the outcome is only in the variables of rxfax's EXECUTE_COMPLETE.
+* ``rxfax`` (mod_spandsp, signalwire/freeswitch src/mod/applications/mod_spandsp/
+  mod_spandsp_fax.c, ``phase_e_handler`` and ``mod_spandsp_fax_process_fax``): answers
+  the channel if needed, receives until the T.30 session ends (phase E) or the channel
+  goes, then sets ``fax_success`` ("1" only for T30_ERR_OK), ``fax_result_code`` /
+  ``fax_result_text`` (49 "The call dropped prematurely" when the line went first),
+  ``fax_remote_station_id`` and ``fax_document_transferred_pages`` before the app returns.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Mapping
 
 from orchestrator.core.actions import (
     Action,
     AppCompleted,
     Answered,
     Bridged,
+    CallerKnown,
     CallInfo,
     CoreEvent,
     Dtmf,
@@ -33,17 +43,20 @@ from orchestrator.core.actions import (
     HungUp,
     EndOffers,
     Log,
+    LookupCaller,
     MembersReserved,
     MembersSeen,
     OfferEnd,
+    StoreFax,
     StoreVoicemail,
     Unbridged,
     Wake,
 )
 from orchestrator.core import departments, offering
 from orchestrator.core.callstate import DONE, ENDING, RUNNING, TALKING, CallState, Context, Decision, blocking
-from orchestrator.core.plan import Announce, Hold, MenuStep, Offer, Ring, Step, Voicemail, plan_target
-from orchestrator.core.routing import Entry, entry_target
+from orchestrator.core.model import CallerMatch, TargetKind
+from orchestrator.core.plan import Announce, Fax, Hold, MenuStep, Offer, Ring, Step, Voicemail, agent_first, plan_target
+from orchestrator.core.routing import Entry, entry_target, find_number
 
 __all__ = ["CallState", "Context", "Decision", "Opening", "finish_now", "handle", "opening", "start"]
 
@@ -52,15 +65,19 @@ class Opening:
     """How a new call is routed before any event: the steps ``start`` runs.
 
     ``entry`` is None when the call is refused before routing (no tenant, suspended,
-    over the limit). The routing explainer (``core.explain``) reads the same value.
+    over the limit). ``lookup`` set: a caller rule needs the adapter's answer first
+    (``CallerKnown``); ``opening`` runs again with it. The routing explainer
+    (``core.explain``) reads the same value.
     """
 
     steps: tuple[Step, ...]
     entry: Entry | None = None
     log: Log | None = None
+    lookup: LookupCaller | None = None
 
 
-def opening(call: CallInfo, ctx: Context, *, admitted: bool = True, refusal: str = "") -> Opening:
+def opening(call: CallInfo, ctx: Context, *, admitted: bool = True, refusal: str = "",
+            answers: tuple[CallerKnown, ...] = ()) -> Opening:
     snap = ctx.snapshot
     if snap is None:
         step = Announce(ctx.policy.sound_unknown_number, "no tenant owns %s" % call.destination, "UNALLOCATED_NUMBER", answer=False)
@@ -71,27 +88,59 @@ def opening(call: CallInfo, ctx: Context, *, admitted: bool = True, refusal: str
     if not admitted:
         step = Announce(ctx.policy.sound_busy_limit, refusal or "concurrent call limit reached", "NORMAL_CIRCUIT_CONGESTION", answer=False)
         return Opening((step,), None, Log("call refused", "warning", {"reason": step.label}))
-    entry = entry_target(snap, call, ctx.now_ms)
-    if entry.target is None:
+    entry = entry_target(snap, call, ctx.now_ms, {a.rule_id: a for a in answers})
+    verdict = entry.rules
+    if verdict is not None and verdict.rule is not None and verdict.pending:
+        rule, number = verdict.rule, find_number(snap, call.destination)
+        lookup = LookupCaller(ctx.new_id(), rule.id, rule.match.value, verdict.facts.number,
+                              number.e164 if number else call.destination, rule.days, rule.crm_url, rule.crm_timeout_ms)
+        return Opening((), entry, None, lookup)
+    if verdict is not None and verdict.rule is not None and verdict.block:
+        target = verdict.target
+        sound = target.sound if target is not None and target.kind is TargetKind.ANNOUNCEMENT and target.sound else ctx.policy.sound_unavailable
+        step = Announce(sound, "caller blocked by rule '%s'" % verdict.rule.name, "CALL_REJECTED", answer=False)
+        return Opening((step,), entry, Log("caller blocked", "info", {"rule": verdict.rule.name, "caller": call.caller_number}))
+    agent = verdict.agent if verdict is not None else None
+    if entry.target is None and agent is None:
         step = Announce(ctx.policy.sound_unknown_number, entry.note, "UNALLOCATED_NUMBER", answer=False)
         return Opening((step,), entry, Log("no route", "warning", {"reason": entry.note}))
-    return Opening(tuple(plan_target(entry.target, snap, ctx.policy, ctx.new_id)), entry)
+    steps = plan_target(entry.target, snap, ctx.policy, ctx.new_id)
+    if agent is not None and verdict is not None and verdict.rule is not None:
+        why = "named by the CRM" if verdict.rule.match is CallerMatch.CRM else "last talked with the caller"
+        steps = agent_first(agent, why, steps, snap, ctx.policy, ctx.new_id)
+    return Opening(tuple(steps), entry)
 
 
 def start(call: CallInfo, ctx: Context, *, admitted: bool = True, refusal: str = "") -> Decision:
     """First decision for a new call. ``snapshot`` None means no tenant owns it."""
     state = CallState(call)
     first = opening(call, ctx, admitted=admitted, refusal=refusal)
-    logs: list[Action] = [first.log] if first.log is not None else []
     if first.entry is None or ctx.snapshot is None:
-        return _run_steps(state, list(first.steps), ctx, logs)
+        return _run_steps(state, list(first.steps), ctx, [first.log] if first.log is not None else [])
+    # One multiset instead of three sets: one command and one EXECUTE/EXECUTE_COMPLETE
+    # pair instead of three (mod_dptools multiset: "multiset [^^<delim>]<var>=<val>
+    # <var2>=<val2>", space-separated by default; none of these values has a space).
     setup: list[Action] = [
-        Execute("set", "continue_on_fail=true"),
-        Execute("set", "hangup_after_bridge=true"),
-        Execute("set", "pbx_tenant_id=%d" % ctx.snapshot.tenant_id),
+        Execute("multiset", "continue_on_fail=true hangup_after_bridge=true pbx_tenant_id=%d" % ctx.snapshot.tenant_id),
     ]
-    state = replace(state, route=(first.entry.note,))
-    return _run_steps(state, list(first.steps), ctx, setup + logs)
+    return _opened(state, first, ctx, setup)
+
+
+def _opened(state: CallState, first: Opening, ctx: Context, prefix: list[Action]) -> Decision:
+    """Run a tenant's opening: ask for a caller lookup, or walk its steps."""
+    logs: list[Action] = [first.log] if first.log is not None else []
+    if first.lookup is not None:
+        return Decision(replace(state, lookup=first.lookup.request_id), tuple(prefix + logs) + (first.lookup,))
+    note = first.entry.note if first.entry is not None else ""
+    return _run_steps(replace(state, lookup="", route=(note,)), list(first.steps), ctx, prefix + logs)
+
+
+def _caller_known(state: CallState, event: CallerKnown, ctx: Context) -> Decision:
+    """A caller lookup answered: route again with it (the call is still unanswered)."""
+    if not state.lookup or event.request_id != state.lookup or state.current is not None:
+        return Decision(state, ())
+    state = replace(state, answers=state.answers + (event,))
+    return _opened(state, opening(state.call, ctx, answers=state.answers), ctx, [])
 
 
 def handle(state: CallState, event: CoreEvent, ctx: Context) -> Decision:
@@ -102,8 +151,10 @@ def handle(state: CallState, event: CoreEvent, ctx: Context) -> Decision:
             taken = tuple(OfferEnd(e, "cancelled") for e, st in event.statuses.items() if st == "offered")
             return Decision(state, (EndOffers(state.offer.department_id if state.offer else 0, taken),) if taken else ())
         return Decision(state, ())
+    if isinstance(event, CallerKnown):
+        return _caller_known(state, event, ctx)
     if isinstance(event, HungUp):
-        if state.awaiting and state.awaiting_app == "record":
+        if state.awaiting and state.awaiting_app in ("record", "rxfax"):
             return Decision(replace(state, phase=ENDING), ())
         return _finish(state, event.cause, ctx.now_ms)
     if isinstance(event, Bridged):
@@ -123,7 +174,7 @@ def handle(state: CallState, event: CoreEvent, ctx: Context) -> Decision:
     if isinstance(event, (MembersSeen, MembersReserved)):
         return departments.member_answer(state, event, ctx, _run_steps)
     if isinstance(event, Wake):
-        return departments.wake(state, ctx)
+        return departments.wake(state, ctx, event.freed)
     if isinstance(event, (Answered, Dtmf)):
         return Decision(state, ())
     if isinstance(event, AppCompleted):
@@ -153,7 +204,7 @@ def _finish(state: CallState, cause: str, now_ms: int) -> Decision:
 def _completed(state: CallState, event: AppCompleted, ctx: Context) -> Decision:
     step = state.current
     if state.phase == ENDING:
-        actions = _voicemail_saved(state, event)
+        actions = _voicemail_saved(state, event) + _fax_received(state, event)
         return Decision(replace(state, phase=DONE), tuple(actions) + _finish(state, "NORMAL_CLEARING", ctx.now_ms).actions)
     if isinstance(step, Ring):
         disposition = event.variables.get("originate_disposition", "")
@@ -173,6 +224,9 @@ def _completed(state: CallState, event: AppCompleted, ctx: Context) -> Decision:
         return Decision(replace(state, recording=""), tuple(actions) + (Hangup("NORMAL_CLEARING"),))
     if isinstance(step, Announce):
         return Decision(state, (Hangup(step.cause),))
+    if isinstance(step, Fax):
+        actions = _fax_received(state, event)
+        return Decision(replace(state, recording=""), tuple(actions) + (Hangup("NORMAL_CLEARING"),))
     if isinstance(step, MenuStep):
         return _menu_result(state, step, event, ctx)
     if isinstance(step, Hold):
@@ -200,6 +254,8 @@ def _run_steps(state: CallState, steps: list[Step], ctx: Context, prefix: list[A
         return blocking(state, actions, "playback", step.sound, ctx)
     if isinstance(step, MenuStep):
         return _menu_prompt(state, step, ctx, actions)
+    if isinstance(step, Fax):
+        return _receive_fax(state, step, ctx, actions)
     if isinstance(step, Offer):
         return departments.start(state, step, ctx, actions, _run_steps)
     raise AssertionError("unknown step %r" % (step,))
@@ -228,6 +284,41 @@ def _voicemail_saved(state: CallState, event: AppCompleted) -> list[Action]:
     if step.box_id is None:
         return [Log("voicemail recorded without a box", "warning", {"path": state.recording})]
     return [StoreVoicemail(step.box_id, state.recording, duration, state.call.caller_number)]
+
+
+# ------------------------------------------------------------------ fax
+
+
+def _receive_fax(state: CallState, step: Fax, ctx: Context, actions: list[Action]) -> Decision:
+    tenant = ctx.snapshot.tenant_id if ctx.snapshot else 0
+    path = "%s/%s/fax/%s.tif" % (ctx.policy.recordings_dir, tenant, state.call.uuid)
+    actions.append(Execute("answer"))  # rxfax answers by itself too; explicit like voicemail
+    return blocking(replace(state, recording=path), actions, "rxfax", path, ctx)
+
+
+def _int_var(variables: Mapping[str, str], name: str) -> int:
+    try:
+        return int(variables.get(name, "0") or 0)
+    except ValueError:
+        return 0
+
+
+def _fax_received(state: CallState, event: AppCompleted) -> list[Action]:
+    """The fax's outcome from rxfax's EXECUTE_COMPLETE variables (mod_spandsp's
+    phase_e_handler sets them before the app returns; see the module doc)."""
+    step = state.current
+    if event.app != "rxfax" or not isinstance(step, Fax) or not state.recording:
+        return []
+    v = event.variables
+    pages = _int_var(v, "fax_document_transferred_pages")
+    success = v.get("fax_success") == "1"
+    result = "%s %s" % (v.get("fax_result_code", "?"), v.get("fax_result_text", ""))
+    if pages <= 0:
+        return [Log("fax not received", "warning", {"box": str(step.box_id), "result": result.strip()})]
+    if step.box_id is None:
+        return [Log("fax received without a box", "warning", {"path": state.recording})]
+    return [StoreFax(step.box_id, state.recording, pages, state.call.caller_number, success,
+                     _int_var(v, "fax_result_code"), v.get("fax_result_text", ""), v.get("fax_remote_station_id", "").strip())]
 
 
 # ------------------------------------------------------------------ voice menus

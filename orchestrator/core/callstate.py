@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from orchestrator.core.actions import Action, CallInfo, Execute
+from orchestrator.core.actions import Action, CallerKnown, CallInfo, Execute
 from orchestrator.core.model import TenantSnapshot
 from orchestrator.core.offering import OfferRun
 from orchestrator.core.plan import Policy, Step
@@ -32,7 +32,9 @@ class CallState:
     seq: int = 0
     route: tuple[str, ...] = ()
     answered_by: int | None = None
-    recording: str = ""  # path of the voicemail being recorded
+    recording: str = ""  # path of the voicemail being recorded (or the fax being received)
+    lookup: str = ""  # request id of the caller lookup (LookupCaller) awaited
+    answers: tuple[CallerKnown, ...] = ()  # the caller lookups answered so far
     offer: OfferRun | None = None  # the department offer in progress
 
 

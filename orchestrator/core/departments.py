@@ -77,7 +77,8 @@ def hold(state: CallState, run: OfferRun, dep: Department, ctx: Context, actions
     return blocking(state, actions, "playback", hold.sound, ctx)
 
 
-def wake(state: CallState, ctx: Context) -> Decision:
+def wake(state: CallState, ctx: Context, freed: bool) -> Decision:
+    """The time limit, and (``freed``: a member may be free) another look for a member."""
     run, snap = state.offer, ctx.snapshot
     dep = snap.departments.get(run.department_id) if run is not None and snap is not None else None
     if run is None or dep is None or not run.waiting or run.pending is not None or run.leaving:
@@ -86,6 +87,8 @@ def wake(state: CallState, ctx: Context) -> Decision:
         note = "queue: nobody free within %d s" % dep.queue.max_wait
         run = replace(run, leaving=True)
         return Decision(replace(state, offer=run, route=state.route + (note,)), (LeaveQueue(dep.id), BreakHold()))
+    if not freed:
+        return Decision(state, ())  # only the time limit to check
     run, asks = offering.retry(run, dep, ctx.now_ms, ctx.new_id)
     return Decision(replace(state, offer=run), tuple(asks))
 

@@ -1,24 +1,27 @@
 """The routing explainer: what happens if CALLER calls DIALED at a given time. Pure.
 
 It asks the live call path's own functions, not a copy of them: ``callflow.opening``
-(which runs ``routing.entry_target`` and ``plan.plan_target`` exactly as ``start``
-does), ``schedule.check`` (the reason behind ``schedule.is_open``) and, for each option
-of a voice menu, ``plan_target`` with the hop count the menu would pass on. The result
-is plain data: ``render()`` for people, ``to_dict()`` for JSON.
+(which runs ``routing.entry_target`` - the caller rules, then the schedule - and
+``plan.plan_target`` exactly as ``start`` does), ``schedule.check`` (the reason behind
+``schedule.is_open``) and, for each option of a voice menu, ``plan_target`` with the hop
+count the menu would pass on. A caller rule that needs a lookup (last agent, CRM) is
+answered by ``lookups`` - the command passes the live adapters - or, without it, treated
+as an unknown caller. The result is plain data: ``render()`` for people, ``to_dict()``
+for JSON.
 """
 from __future__ import annotations
 
 import itertools
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
-from orchestrator.core.actions import CallInfo
+from orchestrator.core.actions import CallerKnown, CallInfo, LookupCaller
 from orchestrator.core.callflow import Context, opening
 from orchestrator.core.model import NumberMode, Target, TargetKind, TenantSnapshot
 from orchestrator.core.model import Strategy
-from orchestrator.core.plan import Announce, Hold, MenuStep, Offer, Policy, Ring, Step, Voicemail, plan_target
+from orchestrator.core.plan import Announce, Fax, Hold, MenuStep, Offer, Policy, Ring, Step, Voicemail, plan_target
 from orchestrator.core.strategy import NEEDS_STATE, PARALLEL, eligible, leg_delays, order
-from orchestrator.core.routing import find_number, number_schedule
+from orchestrator.core.routing import Entry, find_number, number_schedule
 from orchestrator.core.schedule import WEEKDAYS, check, local_time
 
 EXPLAIN_CALL_UUID = "explain"
@@ -76,10 +79,18 @@ class Explanation:
         return "\n".join(lines) + "\n"
 
 
+Lookups = Callable[[LookupCaller], CallerKnown]
+MAX_LOOKUPS = 16  # one per rule at most; a bound all the same
+
+
 def explain(
-    snapshot: TenantSnapshot, policy: Policy, caller: str, dialed: str, now_ms: int, entry: str = "public"
+    snapshot: TenantSnapshot, policy: Policy, caller: str, dialed: str, now_ms: int, entry: str = "public",
+    lookups: Lookups | None = None,
 ) -> Explanation:
-    """What the live call path would do with this call at ``now_ms`` (epoch ms)."""
+    """What the live call path would do with this call at ``now_ms`` (epoch ms).
+
+    ``lookups`` answers caller rules that need data (last agent, CRM) as the live
+    adapters would; None treats every such caller as unknown to them."""
     call = CallInfo(
         uuid=EXPLAIN_CALL_UUID, entry=entry, destination=dialed, caller_number=caller,
         domain=snapshot.sip_domain if entry == "internal" else "",
@@ -89,15 +100,31 @@ def explain(
     local = local_time(now_ms, snapshot.timezone)
     when = "%s %s %s" % (WEEKDAYS[local.weekday()], local.strftime("%Y-%m-%d %H:%M"), local.tzname() or snapshot.timezone)
     chain = ["tenant %s (%s), time zone %s: it is %s" % (snapshot.name, snapshot.sip_domain, snapshot.timezone, when)]
-    chain.append("caller %s: no caller-based rule applies (none configured)" % (caller or "(none)"))
-    chain.extend(_entry_details(snapshot, call, now_ms))
     first = opening(call, ctx)
+    answers: tuple[CallerKnown, ...] = ()
+    while first.lookup is not None and len(answers) < MAX_LOOKUPS:
+        ask = first.lookup
+        known = lookups(ask) if lookups is not None else CallerKnown(
+            ask.request_id, ask.rule_id, note="not looked up here: treated as an unknown caller")
+        answers += (known,)
+        first = opening(call, ctx, answers=answers)
+    chain.extend(_rule_details(snapshot, call, first.entry))
+    decided = first.entry.rules if first.entry is not None else None
+    if decided is None or decided.rule is None or (decided.target is None and not decided.block):
+        chain.extend(_entry_details(snapshot, call, now_ms))  # the schedule has its say
     target = ""
     if first.entry is not None:
         chain.append("decision: %s" % first.entry.note)
+        agent = decided.agent if decided is not None else None
         if first.entry.target is not None:
             target = target_name(snapshot, first.entry.target)
+        if agent is not None:
+            first_ring = "employee %s (%s)" % (agent.extension, agent.name)
+            target = "%s, then %s" % (first_ring, target) if target else first_ring
+        if target:
             chain.append("target: %s" % target)
+        elif decided is not None and decided.block and first.steps:
+            chain.append("refused: %s" % first.steps[0].label)
     elif first.log is not None:
         chain.append("refused: %s" % first.log.fields.get("reason", first.log.message))
     steps = tuple(_step_view(step, snapshot, ctx, frozenset()) for step in first.steps)
@@ -105,6 +132,22 @@ def explain(
 
 
 # ------------------------------------------------------------------ the decision chain
+
+
+def _rule_details(snap: TenantSnapshot, call: CallInfo, entry: Entry | None) -> list[str]:
+    """The caller's facts and each caller rule tried, as the live call tries them."""
+    who = call.caller_number or "(none)"
+    if call.entry == "internal":
+        return ["caller %s: an employee's call, caller-based rules do not apply" % who]
+    if not snap.caller_rules:
+        return ["caller %s: no caller-based rule applies (none configured)" % who]
+    verdict = entry.rules if entry is not None else None
+    if verdict is None:
+        return ["caller %s: caller-based rules not tried (the call is refused first)" % who]
+    lines = [verdict.facts.describe()] + list(verdict.notes)
+    if verdict.rule is None:
+        lines.append("caller %s: no caller-based rule matched; the schedule decides" % who)
+    return lines
 
 
 def _entry_details(snap: TenantSnapshot, call: CallInfo, now_ms: int) -> list[str]:
@@ -136,6 +179,8 @@ def target_name(snap: TenantSnapshot, target: Target) -> str:
         return "voice menu %s" % snap.menus[ref].name
     if target.kind is TargetKind.VOICEMAIL and ref in snap.voicemail_boxes:
         return "voicemail %s" % snap.voicemail_boxes[ref].name
+    if target.kind is TargetKind.FAX and ref in snap.voicemail_boxes:
+        return "fax to %s" % snap.voicemail_boxes[ref].name
     return target.describe()
 
 
@@ -162,6 +207,10 @@ def _step_view(step: Step, snap: TenantSnapshot, ctx: Context, menus_seen: froze
         return _offer_view(step, snap)
     if isinstance(step, Hold):  # never planned ahead: only a live call holds
         return StepView("hold", step.label)
+    if isinstance(step, Fax):
+        fax_box = snap.voicemail_boxes.get(step.box_id) if step.box_id is not None else None
+        mail = ("e-mailed to %s" % fax_box.email) if fax_box is not None and fax_box.email else "the box has no e-mail address"
+        return StepView("fax", step.label, ("answers and receives a fax (rxfax); the document is stored, %s" % mail,))
     return _menu_view(step, snap, ctx, menus_seen)
 
 

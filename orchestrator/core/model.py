@@ -22,6 +22,7 @@ class TargetKind(str, enum.Enum):
     VOICEMAIL = "voicemail"
     EXTERNAL = "external"  # an external phone number (E.164)
     ANNOUNCEMENT = "announcement"  # play a sound, then hang up
+    FAX = "fax"  # receive a fax (rxfax); ref_id: the voicemail box it is delivered to
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,45 @@ class VoiceMenu:
     direct_dial: bool = True
 
 
+class CallerMatch(str, enum.Enum):
+    """What a caller-based rule looks at (``core.caller_rules``)."""
+
+    COUNTRY = "country"  # ISO 3166 codes: RU, DE
+    REGION = "region"  # place name of phonenumbers' geocoder, whole or its last part
+    CITY = "city"  # first part of that place name
+    PREFIX = "prefix"  # E.164 prefixes: +7812
+    LIST = "list"  # E.164 numbers (VIP list; with block: a block list)
+    LAST_AGENT = "last_agent"  # the employee who last talked with the caller (call history)
+    CRM = "crm"  # the employee the tenant's CRM names for the caller
+
+
+LOOKUP_MATCHES = frozenset({CallerMatch.LAST_AGENT, CallerMatch.CRM})  # need the adapter's answer
+
+
+@dataclass(frozen=True)
+class CallerRule:
+    """One caller-based rule, tried before the number's schedule, in ``order``.
+
+    ``target`` is where matching callers go; for LAST_AGENT / CRM it is the fallback when
+    no employee is found (None: the next rules, then the schedule, decide). A ``block``
+    rule refuses matching callers (announcement ``target.sound`` if given, then
+    CALL_REJECTED). ``numbers`` limits the rule to these of the tenant's numbers.
+    """
+
+    id: int
+    name: str
+    match: CallerMatch
+    values: tuple[str, ...] = ()
+    negate: bool = False  # match callers NOT matching the values
+    target: Target | None = None
+    block: bool = False
+    numbers: tuple[str, ...] = ()  # E.164; empty: every number of the tenant
+    order: int = 0
+    days: int = 30  # LAST_AGENT: how far back the call history counts
+    crm_url: str = ""  # CRM: the tenant's endpoint (contract in orchestrator/crm.py)
+    crm_timeout_ms: int = 1000  # CRM: longest wait for its answer
+
+
 @dataclass(frozen=True)
 class VoicemailBox:
     id: int
@@ -207,10 +247,12 @@ class TenantSnapshot:
     schedules: Mapping[int, Schedule] = field(default_factory=dict)
     menus: Mapping[int, VoiceMenu] = field(default_factory=dict)
     voicemail_boxes: Mapping[int, VoicemailBox] = field(default_factory=dict)
+    caller_rules: tuple[CallerRule, ...] = ()  # in the order they are tried
 
     def __post_init__(self) -> None:
         for name in ("employees", "departments", "numbers", "schedules", "menus", "voicemail_boxes"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
+        object.__setattr__(self, "caller_rules", tuple(sorted(self.caller_rules, key=lambda r: (r.order, r.id))))
         ext: dict[str, Target] = {}
         for emp in self.employees.values():
             ext[emp.extension] = Target(TargetKind.EMPLOYEE, emp.id)

@@ -70,6 +70,14 @@ class Voicemail:
 
 
 @dataclass(frozen=True)
+class Fax:
+    """Answer and receive a fax (mod_spandsp ``rxfax``) for a voicemail box."""
+
+    box_id: int | None
+    label: str
+
+
+@dataclass(frozen=True)
 class Announce:
     sound: str
     label: str
@@ -108,7 +116,7 @@ class Hold:
     label: str
 
 
-Step = Union[Ring, Voicemail, Announce, MenuStep, Offer, Hold]
+Step = Union[Ring, Voicemail, Announce, MenuStep, Offer, Hold, Fax]
 
 
 def _leg(endpoint: str, timeout: int, label: str, owner: int | None, owners: dict[str, int], new_id: Callable[[], str], delay: int = 0) -> Leg:
@@ -202,12 +210,27 @@ def plan_target(
         return [_ring(legs, _cap(legs), "external %s" % number, owners), Announce(policy.sound_unavailable, "external %s did not answer" % number)]
     if kind is TargetKind.ANNOUNCEMENT:
         return [Announce(target.sound or policy.sound_unavailable, "announcement")]
+    if kind is TargetKind.FAX:
+        box = snap.voicemail_boxes.get(target.ref_id or -1)
+        if box is None:
+            return [Announce(policy.sound_unavailable, "fax box #%s no longer exists" % target.ref_id)]
+        return [Fax(box.id, "fax to %s" % box.name)]
     if kind is TargetKind.MENU:
         menu = snap.menus.get(target.ref_id or -1)
         if menu is None:
             return [Announce(policy.sound_unavailable, "voice menu #%s no longer exists" % target.ref_id)]
         return [MenuStep(menu.id, "voice menu %s" % menu.name, 0, hops)]
     return [Announce(policy.sound_unavailable, "unsupported target %s" % kind)]
+
+
+def agent_first(emp: Employee, why: str, then: list[Step], snap: TenantSnapshot, policy: Policy, new_id: Callable[[], str]) -> list[Step]:
+    """A caller rule's employee (last agent, CRM) rings on their own phones first; if
+    they do not answer, the call goes on with ``then`` (the rule's target, or the
+    schedule's) instead of their voicemail."""
+    owners: dict[str, int] = {}
+    legs = _employee_legs(emp, snap.sip_domain, policy, new_id, owners)
+    label = "employee %s (%s), %s" % (emp.extension, emp.name, why)
+    return [_ring(legs, _cap(legs), label, owners)] + then
 
 
 def _voicemail(snap: TenantSnapshot, box_id: int | None, policy: Policy) -> Voicemail:

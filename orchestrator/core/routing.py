@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
-from orchestrator.core.actions import CallInfo
+from orchestrator.core.actions import CallerKnown, CallInfo
+from orchestrator.core.caller_rules import Verdict, caller_facts, evaluate
 from orchestrator.core.model import NumberMode, PhoneNumber, RoutingIndex, Schedule, Target, TenantSnapshot
 from orchestrator.core.schedule import is_open
 
@@ -38,6 +40,7 @@ def find_tenant(index: RoutingIndex, call: CallInfo) -> int | None:
 class Entry:
     target: Target | None
     note: str  # the decision, in words, for logs and call history
+    rules: Verdict | None = None  # the caller rules tried (public calls of a tenant with rules)
 
 
 def find_number(snapshot: TenantSnapshot, dialed: str) -> PhoneNumber | None:
@@ -56,7 +59,11 @@ def number_schedule(snapshot: TenantSnapshot, number: PhoneNumber) -> Schedule |
     return snapshot.default_schedule()
 
 
-def entry_target(snapshot: TenantSnapshot, call: CallInfo, now_ms: int) -> Entry:
+def entry_target(snapshot: TenantSnapshot, call: CallInfo, now_ms: int, answers: Mapping[int, CallerKnown] | None = None) -> Entry:
+    """Where the call goes: the caller rules first (public calls), then the schedule.
+
+    ``answers`` are the lookups made so far for rules that need one (``Entry.rules``
+    says when another is pending)."""
     if call.entry == "internal":
         target = snapshot.target_for_extension(call.destination)
         if target is None:
@@ -65,6 +72,21 @@ def entry_target(snapshot: TenantSnapshot, call: CallInfo, now_ms: int) -> Entry
     number = find_number(snapshot, call.destination)
     if number is None:
         return Entry(None, "number %s is not assigned" % call.destination)
+    if not snapshot.caller_rules:
+        return scheduled_target(snapshot, number, now_ms)
+    verdict = evaluate(snapshot, number.e164, caller_facts(call.caller_number, number.e164), answers or {})
+    if verdict.pending or verdict.block:
+        return Entry(None, verdict.note, verdict)
+    if verdict.rule is not None and verdict.target is not None:
+        return Entry(verdict.target, verdict.note, verdict)
+    scheduled = scheduled_target(snapshot, number, now_ms)
+    if verdict.agent is not None:  # the agent first, then as the schedule says
+        return Entry(scheduled.target, "%s, then %s" % (verdict.note, scheduled.note), verdict)
+    return Entry(scheduled.target, scheduled.note, verdict)
+
+
+def scheduled_target(snapshot: TenantSnapshot, number: PhoneNumber, now_ms: int) -> Entry:
+    """The number's own target by its mode and schedule (no caller rule decided)."""
     if number.mode is NumberMode.ALWAYS:
         return Entry(number.work_target, "number %s (24/7)" % number.e164)
     schedule = number_schedule(snapshot, number)

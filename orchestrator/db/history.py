@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, ForeignKeyConstraint, Integer, String, Text
+from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orchestrator.db.base import Base, TenantScoped, utcnow
@@ -15,6 +15,8 @@ class CallRecord(TenantScoped, Base):
     __tablename__ = "call_record"
     __table_args__ = (
         CheckConstraint("direction IN ('inbound', 'internal', 'outbound')", name="direction"),
+        # the last agent of a caller: their latest answered call (caller rules)
+        Index("ix_call_record_tenant_caller", "tenant_id", "caller", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -48,6 +50,31 @@ class VoicemailMessage(TenantScoped, Base):
     call_uuid: Mapped[str] = mapped_column(String(64))
     recording_path: Mapped[str] = mapped_column(String(512))
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FaxMessage(TenantScoped, Base):
+    """A fax received for a voicemail box (``rxfax``); ``success`` False: only some pages
+    arrived before the transfer failed (``result_code``/``result_text`` from mod_spandsp)."""
+
+    __tablename__ = "fax_message"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "box_id"], ["voicemail_box.tenant_id", "voicemail_box.id"], ondelete="CASCADE"
+        ),
+        CheckConstraint("pages >= 0", name="pages"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    box_id: Mapped[int] = mapped_column(Integer, index=True)
+    caller: Mapped[str] = mapped_column(String(64), default="")
+    call_uuid: Mapped[str] = mapped_column(String(64))
+    document_path: Mapped[str] = mapped_column(String(512))
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    success: Mapped[bool] = mapped_column(Boolean, default=True)
+    result_code: Mapped[int] = mapped_column(Integer, default=0)
+    result_text: Mapped[str] = mapped_column(String(255), default="")
+    remote_station: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

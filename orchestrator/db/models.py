@@ -20,19 +20,20 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
-from orchestrator.core.model import NumberMode, Role, Strategy
+from orchestrator.core.model import CallerMatch, NumberMode, Role, Strategy
 from orchestrator.db.base import Base, TenantScoped, generate_sip_password, utcnow
 from orchestrator.db.targets import TargetRef, target_check, target_mixin
 
 ROUTING_TABLES = (
     "employee", "department", "department_member", "phone_number", "schedule",
     "schedule_interval", "schedule_exception", "voice_menu", "voice_menu_option",
-    "voicemail_box", "voicemail_box_owner",
+    "voicemail_box", "voicemail_box_owner", "caller_rule",
 )  # a change to any of these bumps the tenant's routing_version
 
 
@@ -405,3 +406,47 @@ class VoiceMenuOption(OptionTarget, TenantScoped, Base):  # type: ignore[valid-t
         back_populates="options", overlaps="options",
         primaryjoin="VoiceMenuOption.menu_id == VoiceMenu.id", foreign_keys="[VoiceMenuOption.menu_id]",
     )
+
+
+def split_lines(text: str | None) -> list[str]:
+    """A list kept one value a line in a text column (stripped, blanks dropped)."""
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+class CallerRule(OptionTarget, TenantScoped, Base):  # type: ignore[valid-type, misc]
+    """A caller-based rule (``orchestrator.core.caller_rules``), tried before the schedule
+    in ``position`` order. Values and numbers are kept one a line; the target is the
+    rule's destination (last agent / CRM: the fallback; block: the announcement)."""
+
+    __tablename__ = "caller_rule"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name"),
+        target_check("target"),
+        CheckConstraint("position >= 0", name="position"),
+        CheckConstraint("days BETWEEN 1 AND 3650", name="days"),
+        CheckConstraint("crm_timeout_ms BETWEEN 100 AND 1500", name="crm_timeout"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    match_kind: Mapped[CallerMatch] = mapped_column(_enum(CallerMatch, "caller_match"), default=CallerMatch.LIST)
+    match_values: Mapped[str] = mapped_column(Text, default="")
+    negate: Mapped[bool] = mapped_column(Boolean, default=False)
+    block: Mapped[bool] = mapped_column(Boolean, default=False)
+    numbers: Mapped[str] = mapped_column(Text, default="")  # E.164, one a line; empty: all
+    days: Mapped[int] = mapped_column(Integer, default=30)
+    crm_url: Mapped[str | None] = mapped_column(String(500))
+    crm_timeout_ms: Mapped[int] = mapped_column(Integer, default=1000)
+    target: Mapped[TargetRef]
+
+    tenant: Mapped[Tenant] = relationship()
+
+    def value_list(self) -> list[str]:
+        return split_lines(self.match_values)
+
+    def number_list(self) -> list[str]:
+        return split_lines(self.numbers)
+
+    def __str__(self) -> str:
+        return self.name

@@ -5,12 +5,12 @@ Functions add and flush; the caller owns the transaction (``with factory.begin()
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from orchestrator.db.history import DIRECTIONS, MISSED_RESULTS, CallRecord, MissedOffer, VoicemailMessage
+from orchestrator.db.history import DIRECTIONS, MISSED_RESULTS, CallRecord, FaxMessage, MissedOffer, VoicemailMessage
 from orchestrator.db.models import Employee, Tenant, VoicemailBox
 
 
@@ -74,6 +74,22 @@ def record_call(
     session.add(record)
     session.flush()
     return record.id
+
+
+def insert_call_record(session: Session, tenant_id: int, *, answered_by_employee_id: int | None, **values: object) -> None:
+    """The call path's history insert: one INSERT, no ORM unit of work, no extra SELECT.
+
+    The employee is attached only if they are the tenant's (a scalar subquery in the same
+    statement), so a stale id can never point a row at another tenant's employee.
+    """
+    if values.get("direction") not in DIRECTIONS:
+        raise ValueError("direction must be one of %s, got %r" % (", ".join(DIRECTIONS), values.get("direction")))
+    employee: object = None
+    if answered_by_employee_id is not None:
+        employee = (select(Employee.id)
+                    .where(Employee.id == answered_by_employee_id, Employee.tenant_id == tenant_id)
+                    .scalar_subquery())
+    session.execute(insert(CallRecord).values(tenant_id=tenant_id, answered_by_employee_id=employee, **values))
 
 
 def record_voicemail(
@@ -163,3 +179,80 @@ def record_missed_offers(session: Session, tenant_id: int, department_id: int, c
             offered_at=offered_at, rang_ms=m.rang_ms, result=m.result, paused=m.paused,
         ))
     session.flush()
+
+
+@dataclass(frozen=True)
+class LastAgent:
+    employee_id: int
+    talked_at: datetime
+
+
+def last_agent(session: Session, tenant_id: int, callers: tuple[str, ...], now: datetime, days: int) -> LastAgent | None:
+    """The employee who answered the latest call of ``callers`` (the forms the number
+    may have been recorded in) within ``days`` before ``now``; None if nobody did.
+    One indexed query (``ix_call_record_tenant_caller``)."""
+    if not callers:
+        return None
+    row = session.execute(
+        select(CallRecord.answered_by_employee_id, CallRecord.started_at)
+        .where(CallRecord.tenant_id == tenant_id, CallRecord.caller.in_(callers),
+               CallRecord.started_at >= now - timedelta(days=days),
+               CallRecord.answered_by_employee_id.is_not(None))
+        .order_by(CallRecord.started_at.desc())
+        .limit(1)
+    ).first()
+    if row is None or row[0] is None:
+        return None
+    return LastAgent(row[0], row[1])
+
+
+def record_fax(session: Session, tenant_id: int, box_id: int, caller: str, call_uuid: str, document_path: str,
+               pages: int, success: bool = True, result_code: int = 0, result_text: str = "",
+               remote_station: str = "") -> int:
+    """Insert one fax_message row (flushed, not committed); returns its id. The
+    composite foreign key refuses a box of another tenant."""
+    fax = FaxMessage(
+        tenant_id=tenant_id, box_id=box_id, caller=caller, call_uuid=call_uuid, document_path=document_path,
+        pages=pages, success=success, result_code=result_code, result_text=result_text[:255],
+        remote_station=remote_station[:64],
+    )
+    session.add(fax)
+    session.flush()
+    return fax.id
+
+
+@dataclass(frozen=True)
+class FaxNotice:
+    """A stored fax with what its e-mail needs (box, address, tenant)."""
+
+    tenant_id: int
+    fax_id: int
+    tenant_name: str
+    timezone: str
+    box_name: str
+    email: str | None
+    caller: str
+    created_at: datetime
+    pages: int
+    success: bool
+    result_text: str
+    remote_station: str
+    document_path: str
+
+
+def fax_notice(session: Session, tenant_id: int, fax_id: int) -> FaxNotice | None:
+    """The fax ``fax_id`` of the tenant, with its box and e-mail; None if gone."""
+    row = session.execute(
+        select(FaxMessage, VoicemailBox.name, VoicemailBox.email, Tenant.name, Tenant.timezone)
+        .join(VoicemailBox, (VoicemailBox.tenant_id == FaxMessage.tenant_id) & (VoicemailBox.id == FaxMessage.box_id))
+        .join(Tenant, Tenant.id == FaxMessage.tenant_id)
+        .where(FaxMessage.tenant_id == tenant_id, FaxMessage.id == fax_id)
+    ).first()
+    if row is None:
+        return None
+    fax, box_name, email, tenant_name, tz = row
+    return FaxNotice(
+        tenant_id=tenant_id, fax_id=fax.id, tenant_name=tenant_name, timezone=tz or "UTC", box_name=box_name,
+        email=email, caller=fax.caller, created_at=fax.created_at, pages=fax.pages, success=fax.success,
+        result_text=fax.result_text, remote_station=fax.remote_station, document_path=fax.document_path,
+    )

@@ -13,6 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator.core.model import (
+    CallerMatch,
+    CallerRule as CoreCallerRule,
     Department as CoreDepartment,
     Employee as CoreEmployee,
     Interval,
@@ -31,6 +33,7 @@ from orchestrator.db.hours import parse_hours
 from orchestrator.db.meta import INDEX_VERSION, RoutingMeta
 from orchestrator.db.targets import read_target
 from orchestrator.db.models import (
+    CallerRule,
     Department,
     DepartmentMember,
     Employee,
@@ -79,6 +82,14 @@ def _exception(x: ScheduleException) -> CoreScheduleException:
     return CoreScheduleException(
         day=x.day if isinstance(x.day, date) else date.fromisoformat(str(x.day)),
         closed=x.closed, intervals=tuple(parse_hours(x.intervals)), name=x.name,
+    )
+
+
+def _caller_rule(r: CallerRule) -> CoreCallerRule:
+    return CoreCallerRule(
+        id=r.id, name=r.name, match=CallerMatch(r.match_kind), values=tuple(r.value_list()), negate=r.negate,
+        target=read_target(r, "target").to_core(), block=r.block, numbers=tuple(r.number_list()),
+        order=r.position, days=r.days, crm_url=r.crm_url or "", crm_timeout_ms=r.crm_timeout_ms,
     )
 
 
@@ -144,6 +155,7 @@ def load_tenant_snapshot(session: Session, tenant_id: int) -> TenantSnapshot | N
             )
             for b in _rows(session, VoicemailBox, tenant_id, VoicemailBox.id)
         },
+        caller_rules=tuple(_caller_rule(r) for r in _rows(session, CallerRule, tenant_id, CallerRule.position, CallerRule.id)),
     )
 
 

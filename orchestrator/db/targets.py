@@ -5,6 +5,7 @@ and ``<name>_sound`` mapped to one composite attribute ``<name>`` (a :class:`Tar
 with a check constraint that the right column is set for the kind:
 
     department / employee / menu / voicemail  -> ref_id (an object of the same tenant)
+    fax                                       -> ref_id (the voicemail box it is delivered to)
     external                                  -> number (E.164)
     announcement                              -> sound (optional: default sound)
 
@@ -22,7 +23,7 @@ from sqlalchemy.orm import composite, declared_attr, mapped_column
 
 from orchestrator.core.model import Target, TargetKind
 
-REF_KINDS = (TargetKind.DEPARTMENT, TargetKind.EMPLOYEE, TargetKind.MENU, TargetKind.VOICEMAIL)
+REF_KINDS = (TargetKind.DEPARTMENT, TargetKind.EMPLOYEE, TargetKind.MENU, TargetKind.VOICEMAIL, TargetKind.FAX)
 KIND_VALUES = tuple(k.value for k in TargetKind)
 
 

@@ -20,11 +20,15 @@ CallFn = Callable[[CallSession], None]
 
 
 class OutboundServer:
-    def __init__(self, host: str, port: int, on_call: CallFn, command_timeout_s: float = 5.0, wanted_events: frozenset[str] | None = None) -> None:
+    def __init__(self, host: str, port: int, on_call: CallFn, command_timeout_s: float = 5.0, wanted_events: frozenset[str] | None = None,
+                 unwatched_apps: frozenset[str] = frozenset()) -> None:
         self._on_call = on_call
         self._wanted = wanted_events
+        self._unwatched = unwatched_apps
         self._timeout = command_timeout_s
-        self._server = StreamServer((host, port), self._handle)
+        # A burst of calls must not overflow the accept queue (the default backlog is
+        # 128; past it the kernel drops SYNs and FreeSWITCH's connect stalls ~1-3 s).
+        self._server = StreamServer((host, port), self._handle, backlog=1024)
         self.active = 0
 
     @property
@@ -47,7 +51,7 @@ class OutboundServer:
         # algorithm meets the peer's delayed ACK and every reply costs ~40 ms.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.active += 1
-        session = CallSession(address, sock, self._timeout, self._wanted)
+        session = CallSession(address, sock, self._timeout, self._wanted, self._unwatched)
         try:
             self._on_call(session)
         finally:

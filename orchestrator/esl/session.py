@@ -40,14 +40,24 @@ DISCONNECTED = "disconnected"  # the socket is closing (disconnect notice or EOF
 LINGERING = "lingering"  # the channel hung up; FreeSWITCH keeps the socket (linger)
 
 
-def _event_name(body: bytes) -> bytes:
-    """The Event-Name of a plain event body, without parsing the rest."""
-    start = body.find(b"Event-Name: ")
+def _header(body: bytes, name: bytes) -> bytes:
+    """One header's raw value in a plain event body, without parsing the rest."""
+    start = body.find(b"\n" + name + b": ")
     if start < 0:
-        return b""
-    start += len(b"Event-Name: ")
+        if not body.startswith(name + b": "):
+            return b""
+        start = -1
+    start += len(name) + 3
     end = body.find(b"\n", start)
     return body[start:end if end >= 0 else None]
+
+
+def _event_name(body: bytes) -> bytes:
+    """The Event-Name of a plain event body, without parsing the rest."""
+    return _header(body, b"Event-Name")
+
+
+COMPLETE = b"CHANNEL_EXECUTE_COMPLETE"
 
 
 class _EndOfStream:
@@ -57,13 +67,17 @@ class _EndOfStream:
 
 
 class CallSession(OutboundSession):
-    def __init__(self, client_address: Any, sock: Any, timeout_s: float = 5.0, wanted: frozenset[str] | None = None) -> None:
+    def __init__(self, client_address: Any, sock: Any, timeout_s: float = 5.0, wanted: frozenset[str] | None = None,
+                 unwatched_apps: frozenset[str] = frozenset()) -> None:
         self.events: gevent.queue.Queue = gevent.queue.Queue()
         self.timeout_s = timeout_s
         # Event names worth parsing (None: all). A call gets ~20 events of ~150 headers;
         # those the caller never looks at (CHANNEL_STATE, CHANNEL_EXECUTE, PARK ...) are
         # recognised by name and dropped without decoding every header.
         self._wanted = {name.encode() for name in wanted} if wanted is not None else None
+        # Applications whose CHANNEL_EXECUTE_COMPLETE nobody waits for (set, answer ...):
+        # dropped by the Application header alone, like unwanted events.
+        self._unwatched = {name.encode() for name in unwatched_apps}
         super().__init__(client_address, sock)
         for name in ("*", "CHANNEL_HANGUP"):
             self.register_handle(name, self._enqueue)
@@ -114,8 +128,12 @@ class CallSession(OutboundSession):
             raise ProtocolError("ESL message without Content-Type: %r" % sorted(headers)[:5])
         if ctype in ("text/event-plain", "text/event-json"):
             body = self._read_exact(int(headers["Content-Length"]))
-            if self._wanted is not None and ctype == "text/event-plain" and _event_name(body) not in self._wanted:
-                return
+            if ctype == "text/event-plain":
+                name = _event_name(body)
+                if self._wanted is not None and name not in self._wanted:
+                    return
+                if name == COMPLETE and self._unwatched and _header(body, b"Application") in self._unwatched:
+                    return
             parsed = wire.parse_event(wire.Message([("Content-Type", ctype)], body))
             # greenswitch's dispatcher only looks at these three; the call handler reads
             # the parsed event itself, so the ~150 headers are not copied again.

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from orchestrator.db.hours import format_time
 from orchestrator.db.models import (
+    CallerRule,
     Department,
     Employee,
     PhoneNumber,
@@ -91,6 +92,7 @@ def _document(session: Session, tid: int, with_secrets: bool, pending: bool) -> 
     schedules = sorted(_rows(session, Schedule, tid, pending, Schedule.intervals, Schedule.exceptions),
                        key=lambda o: (o.name or "", o.id or 0))
     numbers = sorted(_rows(session, PhoneNumber, tid, pending), key=lambda o: (o.e164 or "", o.id or 0))
+    caller_rules = sorted(_rows(session, CallerRule, tid, pending), key=lambda o: (o.position or 0, o.id or 0))
 
     names: dict[str, dict[int, str]] = {
         "employee": {e.id: e.extension for e in employees if e.id},
@@ -98,6 +100,7 @@ def _document(session: Session, tid: int, with_secrets: bool, pending: bool) -> 
         "menu": {m.id: m.name for m in menus if m.id},
         "voicemail": {b.id: b.name for b in boxes if b.id},
     }
+    names["fax"] = names["voicemail"]
 
     def ref(kind: str, obj: Any, ref_id: int | None) -> str | None:
         if obj is not None and _tenant_of(obj) in (tid, None):
@@ -196,7 +199,21 @@ def _document(session: Session, tid: int, with_secrets: bool, pending: bool) -> 
             "work": target(read_target(n, "work")), "after_hours": target(read_target(n, "after_hours")),
         }, {}))
     doc["numbers"] = out
+    doc["caller_rules"] = [_caller_rule(r, target) for r in caller_rules]
+    for i, r in enumerate(caller_rules):
+        origins[join("caller_rules", i)] = (CallerRule, r)
     return {k: v for k, v in doc.items() if v or k == "tenant"}, origins
+
+
+def _caller_rule(r: CallerRule, target: Any) -> dict[str, Any]:
+    """A caller rule as a document item; ``days`` and ``crm`` only where they count."""
+    match = getattr(r.match_kind, "value", r.match_kind)
+    crm = Flow(_prune({"url": r.crm_url, "timeout_ms": r.crm_timeout_ms}, {"timeout_ms": 1000})) if match == "crm" else None
+    return _prune({
+        "name": r.name, "match": match, "values": r.value_list() or None, "negate": r.negate, "block": r.block,
+        "numbers": r.number_list() or None, "days": r.days if match == "last_agent" else None,
+        "crm": crm or None, "target": target(read_target(r, "target")),
+    }, {"negate": False, "block": False})
 
 
 def _intervals(schedule: Schedule) -> list[Flow]:

@@ -15,10 +15,11 @@ from typing import Any, Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestrator.core.model import NumberMode, Role, Strategy
+from orchestrator.core.model import CallerMatch, NumberMode, Role, Strategy
 from orchestrator.db.base import generate_sip_password
 from orchestrator.db.hours import format_hours
 from orchestrator.db.models import (
+    CallerRule,
     Department,
     DepartmentMember,
     Employee,
@@ -147,6 +148,7 @@ class _Writer:
             "menu": {k: r.id for k, r in menus.items()},
             "voicemail": {k: r.id for k, r in boxes.items()},
         }
+        ids["fax"] = ids["voicemail"]
 
         def target(t: tuple[str, Any] | None) -> TargetRef:
             if t is None:
@@ -208,4 +210,14 @@ class _Writer:
             num.schedule_id = schedules[n["schedule"]].id if n["schedule"] else None
             num.work = target(n["work"])
             num.after_hours = target(n["after_hours"])
+        rules = self._sync(CallerRule, "name", d["caller_rules"])
+        for position, r in enumerate(d["caller_rules"]):
+            rule = rules[r["name"]]
+            rule.position = position
+            rule.match_kind = CallerMatch(r["match"])
+            rule.match_values = "\n".join(r["values"])
+            rule.numbers = "\n".join(number for _, number in r["numbers"])
+            for key in ("negate", "block", "days", "crm_url", "crm_timeout_ms"):
+                setattr(rule, key, r[key])
+            rule.target = target(r["target"])
         s.flush()

@@ -6,6 +6,8 @@ and what to write instead.
 from __future__ import annotations
 
 import re
+from typing import Callable
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -20,6 +22,9 @@ ROLES = tuple(r.value for r in Role)
 STRATEGIES = tuple(s.value for s in Strategy)
 MODES = tuple(m.value for m in NumberMode)
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+PREFIX_RE = re.compile(r"^\+[1-9][0-9]{0,14}$")
+
+Rule = Callable[[str], "str | None"]
 
 
 def check_extension(value: str) -> str | None:
@@ -69,3 +74,32 @@ def check_digit(value: str) -> str | None:
 
 def check_choice(value: str, choices: tuple[str, ...]) -> str | None:
     return None if value in choices else "must be one of %s, got %r" % (", ".join(choices), value)
+
+
+def check_country(value: str) -> str | None:
+    if value.upper() in phonenumbers.SUPPORTED_REGIONS:
+        return None
+    return "%r is not a country code: use ISO 3166 codes such as RU, KZ, DE, US" % value
+
+
+def check_prefix(value: str) -> str | None:
+    if PREFIX_RE.match(value):
+        return None
+    return "%r is not a number prefix: write + and the first digits, e.g. \"+7812\" (in quotes)" % value
+
+
+def check_place(value: str) -> str | None:
+    if len(value) > 100 or not any(ch.isalpha() for ch in value):
+        return "%r is not a place name: write it as pbx-explain shows it, e.g. St Petersburg, Moscow" % value
+    return None
+
+
+def check_url(value: str) -> str | None:
+    """An http(s) URL with a host (the CRM endpoint)."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or len(value) > 500:
+        return "%r is not an http(s) URL, e.g. https://crm.example/pbx/responsible" % value
+    return None

@@ -6,6 +6,7 @@
     {voicemail: "Sales voicemail"}  by name
     {external: "+74951234567"}      E.164
     {announcement: "ivr/closed.wav"}  a sound (null: the default sound)
+    {fax: "Sales voicemail"}        receive a fax for this voicemail box (by name)
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 from orchestrator.core.model import TargetKind
 
 KINDS = tuple(k.value for k in TargetKind)
-KEYED_BY = {"department": "extension", "employee": "extension", "menu": "name", "voicemail": "name"}
+KEYED_BY = {"department": "extension", "employee": "extension", "menu": "name", "voicemail": "name", "fax": "name"}
 
 
 def parse_target(value: Any) -> tuple[str, Any] | str:

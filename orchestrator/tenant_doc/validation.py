@@ -11,12 +11,13 @@ from typing import Any, Mapping
 
 from orchestrator.errors import FieldError
 from orchestrator.tenant_doc import rules
+from orchestrator.tenant_doc.caller_rules import check_caller_rules
 from orchestrator.tenant_doc.checker import Checker
 from orchestrator.tenant_doc.schedules import check_schedules
 from orchestrator.tenant_doc.source import Document, join
 from orchestrator.tenant_doc.targets import parse_target
 
-TOP_KEYS = ("tenant", "employees", "departments", "voicemail_boxes", "menus", "schedules", "numbers")
+TOP_KEYS = ("tenant", "employees", "departments", "voicemail_boxes", "menus", "schedules", "numbers", "caller_rules")
 TENANT_KEYS = ("name", "sip_domain", "timezone", "enabled", "max_concurrent_calls")
 EMPLOYEE_KEYS = ("name", "extension", "email", "role", "mobile", "forward_to_mobile_after", "ring_seconds",
                  "outbound_caller_id", "logged_in", "voicemail", "sip_password")
@@ -57,6 +58,7 @@ def check(doc: Document | Mapping[str, Any]) -> tuple[list[FieldError], dict[str
     out["menus"] = [_menu(c, p, m) for p, m in c.items(data, "menus")]
     out["schedules"] = check_schedules(c, c.items(data, "schedules"))
     out["numbers"] = [_number(c, p, n) for p, n in c.items(data, "numbers")]
+    out["caller_rules"] = check_caller_rules(c, c.items(data, "caller_rules"), _target)
     _unique_extensions(c, out)
     _unique(c, out["voicemail_boxes"], "name", "voicemail box name")
     _unique(c, out["menus"], "name", "menu name")
@@ -269,12 +271,13 @@ def _references(c: Checker, out: dict[str, Any]) -> None:
         "menu": {m["name"] for m in out["menus"] if m.get("name")},
         "voicemail": {b["name"] for b in out["voicemail_boxes"] if b.get("name")},
     }
+    known["fax"] = known["voicemail"]  # a fax is delivered to a voicemail box
     schedules = {s["name"] for s in out["schedules"] if s.get("name")}
     has_default = any(s.get("default") is not False for s in out["schedules"])
 
     def need(kind: str, ref: str | None, path: str) -> None:
         if ref is not None and ref not in known[kind]:
-            label = {"voicemail": "voicemail box"}.get(kind, kind)
+            label = {"voicemail": "voicemail box", "fax": "voicemail box"}.get(kind, kind)
             c.error(path, "no %s %r in this tenant" % (label, ref))
 
     def target(t: Target | None, path: str) -> None:
@@ -305,6 +308,12 @@ def _references(c: Checker, out: dict[str, Any]) -> None:
             c.error(join(n["_path"], "schedule"), "no schedule %r in this tenant" % n["schedule"])
         if n["mode"] == "schedule" and n.get("schedule") is None and not has_default:
             c.error(join(n["_path"], "schedule"), "no default schedule: name one, or mark a schedule default: true")
+    own_numbers = {n["number"] for n in out["numbers"] if n.get("number")}
+    for r in out["caller_rules"]:
+        target(r["target"], join(r["_path"], "target"))
+        for path, number in r["numbers"]:
+            if number not in own_numbers:
+                c.error(path, "%s is not a number of this tenant (the rule applies to calls to its own numbers)" % number)
 
 
 def _cycles(c: Checker, out: dict[str, Any]) -> None:

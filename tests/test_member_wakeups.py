@@ -1,0 +1,25 @@
+"""Wake-ups of callers on hold: only the first in line of each department is woken."""
+from __future__ import annotations
+
+from orchestrator.member_wakeups import Wakeups
+
+
+def test_a_notice_wakes_the_first_caller_in_line_of_each_department():
+    w = Wakeups()
+    woken: list[str] = []
+    calls = {name: (lambda n=name: woken.append(n)) for name in ("a1", "a2", "b1", "other")}
+    w.register(7, 10, 2000, calls["a2"])
+    w.register(7, 10, 1000, calls["a1"])
+    w.register(7, 11, 5000, calls["b1"])
+    w.register(8, 10, 1, calls["other"])
+    w.notify(7)
+    assert sorted(woken) == ["a1", "b1"]
+    assert w.is_first(7, 10, calls["a1"]) and not w.is_first(7, 10, calls["a2"])
+    w.unregister(7, 10, calls["a1"])  # a1 got a member
+    woken.clear()
+    w.notify(7)
+    assert sorted(woken) == ["a2", "b1"]
+
+# The pub/sub path itself (Redis -> listener -> the first caller in line) is exercised by
+# tests/test_e2e_departments.py::test_queue_callers_wait_on_hold_and_keep_their_place,
+# where the next caller is rung within milliseconds, long before the 1 s periodic check.
