@@ -296,6 +296,9 @@ class _Call:
             if app in ("set", "export") and "=" in arg:
                 name, value = arg.split("=", 1)
                 self.set_vars(**{name: value})
+            elif app == "multiset":  # mod_dptools: space-separated (or ^^<delim>) name=value pairs
+                sep, data = (arg[2], arg[3:]) if arg.startswith("^^") else (" ", arg)
+                self.set_vars(**dict(p.split("=", 1) for p in data.split(sep) if "=" in p))
             elif app == "unset":
                 self.vars.pop(arg, None)
                 self.set_vars()
