@@ -7,7 +7,9 @@ clock, their number when the call's facts are known), refreshed by a small scrip
 (``?tenant=<id>``; ``?find=`` searches tenants by name or SIP domain, so the chooser stays
 short with hundreds of them). Both may log a member in or out (``member/login``,
 ``member/logout``: POST with the CSRF token and the employee's ``id``); logging in also
-ends an automatic pause after missed offers."""
+ends an automatic pause after missed offers. Open callbacks from the queues (caller, waiting
+since their place, status) are listed with a Cancel button (``callback/cancel``: POST with the
+CSRF token and the callback ``id``; operators also send ``tenant``)."""
 from __future__ import annotations
 
 import math
@@ -25,6 +27,7 @@ from admin.auth import CurrentUser, current_user
 from orchestrator.db.models import Department, DepartmentMember, Employee, Tenant
 from orchestrator.member_offers import utc_days
 from orchestrator.store.agents import AgentStore, MemberState
+from orchestrator.store.callbacks import CallbackStore
 from orchestrator.store.redis_store import CallStore
 
 REFRESH_SECONDS = 5
@@ -95,6 +98,7 @@ class LiveView(BaseView):
         self.db = db
         self.calls = calls
         self.agents = agents
+        self.callbacks = CallbackStore(agents.r) if agents is not None else None
         super().__init__(**kw)
 
     def is_accessible(self) -> bool:
@@ -190,15 +194,27 @@ class LiveView(BaseView):
         waiting = {d[0]: self.agents.queue(tenant_id, d[0]) for d in departments}
         return queue_rows(departments, waiting, calls, now_ms)
 
+    def _callbacks(self, tenant_id: int | None) -> list[dict[str, Any]]:
+        """Open callbacks (pending or being dialled), oldest place first."""
+        if tenant_id is None or self.callbacks is None:
+            return []
+        names = {r[0]: "%s %s" % (r[2], r[1]) for r in self.db.execute(
+            select(Department.id, Department.name, Department.extension).where(Department.tenant_id == tenant_id))}
+        now_ms = self._redis_now_ms()
+        return [{"id": cb.id, "department": names.get(cb.department_id, "#%d" % cb.department_id),
+                 "department_id": cb.department_id, "caller": cb.caller, "status": cb.status, "attempts": cb.attempts,
+                 "waited_s": max(0, now_ms - cb.since_ms) // 1000, "cancellable": cb.status == "pending"}
+                for cb in self.callbacks.open(tenant_id)]
+
     def _live(self, tenant_id: int | None) -> dict[str, Any]:
         """Calls, members, queues and a problem: a Redis outage is said, not a server error."""
         try:
             calls = self._active_calls(tenant_id)
             return {"calls": call_rows(calls), "members": self._members(tenant_id),
-                    "queues": self._queues(tenant_id, calls), "problem": ""}
+                    "queues": self._queues(tenant_id, calls), "callbacks": self._callbacks(tenant_id), "problem": ""}
         except redis.RedisError as exc:
             return {"calls": [], "members": self._members(tenant_id, live=False),
-                    "queues": self._queues(tenant_id, None), "problem": REDIS_DOWN % exc}
+                    "queues": self._queues(tenant_id, None), "callbacks": [], "problem": REDIS_DOWN % exc}
 
     @expose("/")
     def index(self) -> str:
@@ -215,6 +231,7 @@ class LiveView(BaseView):
                            chooser=user.is_operator, find=find, matching=matching, limit=CHOOSER_SIZE,
                            **self._live(tenant_id), json_url=json_url,
                            login_url=url_for(".member_login"), logout_url=url_for(".member_logout"),
+                           cancel_url=url_for(".callback_cancel"),
                            refresh_seconds=REFRESH_SECONDS)
 
     @expose("/calls.json")
@@ -232,6 +249,28 @@ class LiveView(BaseView):
     @expose("/member/logout", methods=("POST",))
     def member_logout(self) -> Response:
         return self._log(False)
+
+    @expose("/callback/cancel", methods=("POST",))
+    def callback_cancel(self) -> Response:
+        """Cancel the pending callback ``id`` of the user's tenant (operators: of ``tenant``);
+        another tenant's callback, or none, does not exist: 404."""
+        user = current_user()
+        assert user is not None
+        tenant_id = user.tenant_id if not user.is_operator else request.form.get("tenant", type=int)
+        callback_id = (request.form.get("id") or "").strip()
+        if tenant_id is None or not callback_id or self.callbacks is None:
+            abort(404)
+        try:
+            found = self.callbacks.get(tenant_id, callback_id)
+            if found is None:
+                abort(404)
+            if self.callbacks.cancel(tenant_id, callback_id):
+                flash("The callback to %s is cancelled." % found.caller, "success")
+            else:
+                flash("The callback to %s is %s: it cannot be cancelled now." % (found.caller, found.status), "error")
+        except redis.RedisError as exc:
+            flash(REDIS_DOWN % exc, "error")
+        return redirect(url_for(".index", tenant=tenant_id) if user.is_operator else url_for(".index"))
 
     def _log(self, logged_in: bool) -> Response:
         """Log the employee ``id`` (a form field) in or out: the tenant's own employees only

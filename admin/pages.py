@@ -111,12 +111,32 @@ LIVE = """{% extends 'admin/master.html' %}
     {% endfor %}
     </tbody>
   </table>
+  <h3>Callbacks</h3>
+  <table class="table table-sm" id="live-callbacks">
+    <thead><tr><th>Department</th><th>Caller</th><th>Waiting since</th><th>Status</th><th></th></tr></thead>
+    <tbody>
+    {% for cb in callbacks %}
+      <tr data-callback="{{ cb.id }}"><td>{{ cb.department }}</td><td>{{ cb.caller }}</td><td>{{ cb.waited_s }} s</td>
+        <td>{{ cb.status }}</td>
+        <td>{% if cb.cancellable %}
+          <form method="post" action="{{ cancel_url }}" class="d-inline">
+            <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+            <input type="hidden" name="id" value="{{ cb.id }}">
+            {% if chooser %}<input type="hidden" name="tenant" value="{{ tenant_id }}">{% endif %}
+            <button type="submit" class="btn btn-sm btn-warning">Cancel</button>
+          </form>{% endif %}</td></tr>
+    {% else %}
+      <tr><td colspan="5">No callbacks waiting.</td></tr>
+    {% endfor %}
+    </tbody>
+  </table>
   <p class="text-muted">Refreshed every {{ refresh_seconds }} s. "Paused" members get no offers until
     logged in again (Resume) or until they place a call from their phone.</p>
   <script {{ admin_csp_nonce_attribute }}>
   (function () {
     var url = {{ json_url|tojson }}, loginUrl = {{ login_url|tojson }}, logoutUrl = {{ logout_url|tojson }};
-    var token = {{ csrf_token()|tojson }};
+    var token = {{ csrf_token()|tojson }}, cancelUrl = {{ cancel_url|tojson }};
+    var tenantField = {{ ('<input type="hidden" name="tenant" value="%s">' % tenant_id if chooser else '')|tojson }};
     function esc(s) { var d = document.createElement('div'); d.textContent = s == null ? '' : s; return d.innerHTML; }
     function button(action, id, label, style) {
       return '<form method="post" action="' + esc(action) + '" class="d-inline">' +
@@ -157,6 +177,17 @@ LIVE = """{% extends 'admin/master.html' %}
       });
       document.querySelector('#live-queues tbody').innerHTML =
         queues.join('') || '<tr><td colspan="5">No departments.</td></tr>';
+      var callbacks = (data.callbacks || []).map(function (cb) {
+        var cancel = !cb.cancellable ? '' :
+          '<form method="post" action="' + esc(cancelUrl) + '" class="d-inline">' +
+          '<input type="hidden" name="csrf_token" value="' + esc(token) + '">' +
+          '<input type="hidden" name="id" value="' + esc(cb.id) + '">' + tenantField +
+          '<button type="submit" class="btn btn-sm btn-warning">Cancel</button></form>';
+        return '<tr data-callback="' + esc(cb.id) + '"><td>' + esc(cb.department) + '</td><td>' + esc(cb.caller) +
+               '</td><td>' + esc(cb.waited_s) + ' s</td><td>' + esc(cb.status) + '</td><td>' + cancel + '</td></tr>';
+      });
+      document.querySelector('#live-callbacks tbody').innerHTML =
+        callbacks.join('') || '<tr><td colspan="5">No callbacks waiting.</td></tr>';
       var problem = document.getElementById('live-problem');
       problem.textContent = data.problem || '';
       problem.hidden = !data.problem;

@@ -37,6 +37,7 @@ from orchestrator.core.actions import (
     Log,
     LookupCaller,
     LookupMembers,
+    RequestCallback,
     ReserveMembers,
     StoreFax,
     StoreVoicemail,
@@ -53,6 +54,7 @@ from orchestrator.member_offers import MemberOffers
 from orchestrator.member_wakeups import Wakeups
 
 MEMBERS_FREED = "members-freed"  # put in the call's event queue by the wake-up listener
+from orchestrator.store.callbacks import CallbackStore
 from orchestrator.store.redis_store import CallStore
 from orchestrator.store.routing_cache import RoutingCache
 
@@ -130,6 +132,7 @@ class CallHandler:
     linger_wait_s: float = 10.0
     stats: dict[str, int] = field(default_factory=lambda: {"calls": 0, "errors": 0})
     lookups: CallerLookups | None = None  # caller rules' last agent / CRM (None: unknown callers)
+    callbacks: CallbackStore | None = None  # callbacks from the queue (None: not offered)
 
     def __call__(self, session: CallSession) -> None:
         self.stats["calls"] += 1
@@ -287,6 +290,9 @@ class _CallRun:
             if self.tenant_id is not None:
                 self.h.members.queue(self.tenant_id, self.call.uuid, action)
             return None
+        if isinstance(action, RequestCallback):
+            self._callback(action)
+            return None
         if isinstance(action, BreakHold):
             # P07b/P07c: uuid_break <own uuid> all from the call's own socket ends the hold
             # music; its EXECUTE_COMPLETE follows and the core sends the bridge then.
@@ -328,6 +334,18 @@ class _CallRun:
             return answer
         members.end(tenant_id, self.call, action)
         return None
+
+    def _callback(self, action: RequestCallback) -> None:
+        if self.tenant_id is None or self.h.callbacks is None:
+            self.log(logging.WARNING, "callback requested but callbacks are not wired; the caller's place is lost")
+            return
+        try:
+            cb = self.h.callbacks.request(self.tenant_id, action.department_id, self.call.uuid, action.since_ms,
+                                          action.caller_number, action.dialed)
+        except redis.RedisError as exc:
+            self.log(logging.ERROR, "callback could not be stored: %s", exc, department=action.department_id)
+            return
+        self.log(logging.INFO, "callback %s requested by %s", cb, action.caller_number, department=action.department_id)
 
     def _lookup(self, action: LookupCaller) -> CallerKnown:
         """A caller rule's lookup, answered within its own time limit (caller_lookups)."""

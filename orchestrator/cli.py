@@ -62,8 +62,15 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
     members = MemberOffers(app.agents, recorder, _now_ms, wiring.spawn_background, gevent.spawn_later)
     wakeups = Wakeups(app.redis)
     wakeups.start()
+    from orchestrator.callback_dispatcher import CallbackDispatcher, CallbackSettings, rq_enqueue
+    from orchestrator.store.callbacks import CallbackStore
+
+    callback_settings = CallbackSettings({"host": settings.esl_host, "port": settings.esl_port, "password": settings.esl_password})
+    dispatcher = CallbackDispatcher(app.redis, app.cache.snapshot, app.policy, callback_settings,
+                                    rq_enqueue(app.redis, callback_settings))
+    gevent.spawn(dispatcher.run)
     handler = CallHandler(app.cache, app.calls, recorder, app.policy, members, wakeups,
-                          lookups=wiring.caller_lookups(app.db))
+                          lookups=wiring.caller_lookups(app.db), callbacks=CallbackStore(app.redis))
     server = OutboundServer(settings.listen_host, settings.listen_port, handler, settings.esl_command_timeout_ms / 1000.0, WANTED_EVENTS, UNWATCHED_APPS)
     try:
         server.start()
@@ -82,6 +89,7 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
     gevent.signal_handler(signal.SIGINT, stopping.set)
     stopping.wait()
     log.info("stopping: no new calls; %d running call(s) get %.0f s to finish", server.active, args.drain_seconds)
+    dispatcher.stop()
     for watcher in watchers:
         watcher.stop()
     server.stop(timeout=args.drain_seconds)

@@ -76,6 +76,13 @@ def collect_queues(client: Any, tenant: int, now_ms: int) -> dict[int, list[dict
             for dep in _scan_ids(client, tenant, "queue")}
 
 
+def collect_callbacks(client: Any, tenant: int, now_ms: int) -> list[dict[str, Any]]:
+    from orchestrator.store.callbacks import CallbackStore
+
+    return [{"id": cb.id, "department": cb.department_id, "caller": cb.caller, "status": cb.status, "attempts": cb.attempts,
+             "waiting_s": max(0, now_ms - cb.created_ms) // 1000} for cb in CallbackStore(client).open(tenant)]
+
+
 def _redis_ms(client: Any) -> int:
     sec, usec = client.time()
     return int(sec) * 1000 + int(usec) // 1000
@@ -83,7 +90,7 @@ def _redis_ms(client: Any) -> int:
 
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout, client: Any = None) -> int:
     parser = argparse.ArgumentParser(prog="pbx-inspect", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["calls", "tenants", "versions", "members", "queues", "keys"])
+    parser.add_argument("what", choices=["calls", "tenants", "versions", "members", "queues", "callbacks", "keys"])
     parser.add_argument("--tenant", type=int)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
@@ -152,6 +159,18 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, client: Any = 
                     out.write("  %d. %s waiting %ds\n" % (n, c["call"], c["waiting_s"]))
             if not data_any:
                 out.write("nobody waiting in tenant %d\n" % args.tenant)
+        return 0
+    if args.what == "callbacks":
+        rows = collect_callbacks(client, args.tenant, _redis_ms(client))
+        if args.json:
+            json.dump(rows, out, indent=2)
+            out.write("\n")
+        elif not rows:
+            out.write("no open callbacks in tenant %d\n" % args.tenant)
+        else:
+            out.write("%-17s %-10s %-16s %-8s %-8s %s\n" % ("CALLBACK", "DEPARTMENT", "CALLER", "STATUS", "ATTEMPTS", "WAITING"))
+            for r in rows:
+                out.write("%-17s %-10s %-16s %-8s %-8s %ds\n" % (r["id"], r["department"], r["caller"], r["status"], r["attempts"], r["waiting_s"]))
         return 0
     pattern = "%s:*" % tenant_tag(args.tenant).replace("{", "\\{").replace("}", "\\}")
     keys = sorted(k.decode() if isinstance(k, bytes) else k for k in client.scan_iter(match=pattern, count=500))

@@ -348,3 +348,70 @@ def test_no_answer_chain_department_to_department_to_voicemail():
     assert results(m) == [(1, "no_answer"), (2, "no_answer"), (3, "no_answer")]
     route = " -> ".join(d.state.route)
     assert "department 200 (Sales), ring all" in route and "department 201 (Support), one by one" in route
+
+
+# ------------------------------------------------------------------ callback from the queue
+
+
+def callback_snap(allowed: bool = True, key: str = "1") -> TenantSnapshot:
+    from orchestrator.core.model import QueueSettings
+
+    q = QueueSettings(music="local_stream://moh", max_wait=120, callback_allowed=allowed, callback_key=key)
+    return snap(Strategy.RING_ALL, members=(Member(1), Member(2)), queue=q)
+
+
+@pytest.mark.parametrize("allowed, key, pressed, asked", [
+    (True, "1", "1", True),
+    (True, "5", "5", True),
+    (True, "1", "2", False),  # another key: nothing happens
+    (False, "1", "1", False),  # callbacks not allowed in the department
+])
+def test_callback_key_on_hold(allowed, key, pressed, asked):
+    from orchestrator.core.actions import BreakHold, Dtmf, Hangup, RequestCallback
+
+    s = callback_snap(allowed, key)
+    m = Members(busy={1, 2})
+    d, hold = waiting_call(m, s, "c1", T0)
+    c = ctx(s, T0 + 7000)
+    d = step(m, d.state, Dtmf(pressed), c)
+    if not asked:
+        assert d.actions == () and d.state.offer.waiting and not d.state.offer.leaving
+        return
+    assert d.actions == (RequestCallback(10, T0, "+78120000000", NUMBER), BreakHold())
+    d = step(m, d.state, AppCompleted(hold.app_id, "playback", "FILE PLAYED"), c)
+    thanks = bridge_of(d)
+    assert (thanks.app, thanks.arg) == ("playback", "ivr/ivr-thank_you.wav")
+    assert d.state.offer is None and not any(isinstance(a, Execute) and a.app == "bridge" for a in d.actions)
+    d = step(m, d.state, AppCompleted(thanks.app_id, "playback", "FILE PLAYED"), c)
+    assert d.actions == (Hangup("NORMAL_CLEARING"),)
+    d = step(m, d.state, HungUp("NORMAL_CLEARING"), c)
+    fin = d.actions[-1]
+    assert isinstance(fin, Finished) and fin.hangup_cause == "NORMAL_CLEARING"
+    assert "callback requested" in fin.route and "queue: callback key pressed after 7 s" in fin.route
+
+
+def test_callback_key_ignored_once_a_member_is_taken_or_outside_the_hold():
+    from orchestrator.core.actions import Dtmf, Wake
+
+    s = callback_snap()
+    m = Members(busy={1, 2})
+    d, hold = waiting_call(m, s, "c1", T0)
+    m.busy.discard(1)
+    d = step(m, d.state, Wake(freed=True), ctx(s, T0 + 1000))
+    assert d.state.offer.pending is not None
+    assert step(m, d.state, Dtmf("1"), ctx(s, T0 + 1100)).actions == ()  # the member is being rung
+    d = step(m, d.state, AppCompleted(hold.app_id, "playback", "FILE PLAYED"), ctx(s, T0 + 1200))
+    assert step(m, d.state, Dtmf("1"), ctx(s, T0 + 1300)).actions == ()  # ringing, not on hold
+
+
+def test_caller_hanging_up_after_the_callback_key_keeps_the_callback():
+    from orchestrator.core.actions import Dtmf, LeaveQueue, RequestCallback
+
+    s = callback_snap()
+    m = Members(busy={1, 2})
+    d, _ = waiting_call(m, s, "c1", T0)
+    d = step(m, d.state, Dtmf("1"), ctx(s, T0 + 2000))
+    assert isinstance(d.actions[0], RequestCallback)
+    d = step(m, d.state, HungUp("NORMAL_CLEARING"), ctx(s, T0 + 2100))
+    # The call's own queue entry is left (already turned into the callback by the adapter).
+    assert LeaveQueue(10) in d.actions and isinstance(d.actions[-1], Finished)

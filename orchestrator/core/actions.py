@@ -269,4 +269,17 @@ class BreakHold:
     EXECUTE_COMPLETE follows, then the next app can run."""
 
 
-Action = Union[Execute, Hangup, Log, StoreVoicemail, StoreFax, Finished, LookupMembers, ReserveMembers, EndOffers, JoinQueue, LeaveQueue, BreakHold, LookupCaller]
+@dataclass(frozen=True)
+class RequestCallback:
+    """The caller on hold asked to be called back: the adapter turns the caller's queue
+    entry into a callback at the same place (``since_ms``); when a member is free a
+    background job rings the member first, then ``caller_number``, showing ``dialed``
+    (the tenant's number the caller dialled)."""
+
+    department_id: int
+    since_ms: int
+    caller_number: str
+    dialed: str = ""
+
+
+Action = Union[Execute, Hangup, Log, StoreVoicemail, StoreFax, Finished, LookupMembers, ReserveMembers, EndOffers, JoinQueue, LeaveQueue, BreakHold, LookupCaller, RequestCallback]

@@ -175,7 +175,11 @@ def handle(state: CallState, event: CoreEvent, ctx: Context) -> Decision:
         return departments.member_answer(state, event, ctx, _run_steps)
     if isinstance(event, Wake):
         return departments.wake(state, ctx, event.freed)
-    if isinstance(event, (Answered, Dtmf)):
+    if isinstance(event, Dtmf):
+        if isinstance(state.current, Hold) and state.offer is not None:
+            return departments.key_pressed(state, event, ctx)
+        return Decision(state, ())
+    if isinstance(event, Answered):
         return Decision(state, ())
     if isinstance(event, AppCompleted):
         if event.app_id != state.awaiting:

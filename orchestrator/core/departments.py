@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from orchestrator.core import offering
-from orchestrator.core.actions import Action, AppCompleted, BreakHold, Execute, JoinQueue, LeaveQueue, MembersReserved, MembersSeen
+from orchestrator.core.actions import Action, AppCompleted, BreakHold, Dtmf, Execute, JoinQueue, LeaveQueue, MembersReserved, MembersSeen, RequestCallback
 from orchestrator.core.callstate import CallState, Context, Decision, RunSteps, blocking
 from orchestrator.core.model import Department
 from orchestrator.core.offering import OfferRun
-from orchestrator.core.plan import Hold, Offer, Ring
+from orchestrator.core.plan import Announce, Hold, Offer, Ring
 
 def start(state: CallState, step: Offer, ctx: Context, actions: list[Action], run_steps: RunSteps) -> Decision:
     snap = ctx.snapshot
@@ -91,6 +91,23 @@ def wake(state: CallState, ctx: Context, freed: bool) -> Decision:
         return Decision(state, ())  # only the time limit to check
     run, asks = offering.retry(run, dep, ctx.now_ms, ctx.new_id)
     return Decision(replace(state, offer=run), tuple(asks))
+
+
+def key_pressed(state: CallState, event: Dtmf, ctx: Context) -> Decision:
+    """A key pressed on hold: the department's callback key turns the caller's place into
+    a callback (kept at the same place), stops the music, thanks them and hangs up."""
+    run, snap = state.offer, ctx.snapshot
+    dep = snap.departments.get(run.department_id) if run is not None and snap is not None else None
+    if (run is None or dep is None or not isinstance(state.current, Hold) or not run.waiting or run.pending is not None
+            or run.leaving or not dep.queue.callback_allowed or not event.digit or event.digit != dep.queue.callback_key):
+        return Decision(state, ())
+    thanks = Announce(ctx.policy.sound_callback_requested, "callback requested", "NORMAL_CLEARING", answer=False)
+    waited = (ctx.now_ms - run.since_ms) // 1000
+    note = "queue: callback key pressed after %d s" % waited
+    # leaving: hold_ended runs the plan, which is now only the thank-you announcement.
+    state = replace(state, offer=replace(run, leaving=True), plan=(thanks,), route=state.route + (note,))
+    ask = RequestCallback(dep.id, run.since_ms, state.call.caller_number, state.call.destination)
+    return Decision(state, (ask, BreakHold()))
 
 
 def hold_ended(state: CallState, step: Hold, ctx: Context, run_steps: RunSteps) -> Decision:

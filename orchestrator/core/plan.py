@@ -27,6 +27,7 @@ class Policy:
     sound_voicemail_greeting: str = "voicemail/vm-record_message.wav"
     sound_voicemail_beep: str = "tone_stream://%(250,0,1000)"
     sound_menu_invalid: str = "ivr/ivr-that_was_an_invalid_entry.wav"
+    sound_callback_requested: str = "ivr/ivr-thank_you.wav"
     recordings_dir: str = "/var/lib/freeswitch/recordings/pbx"
     external_ring_seconds: int = 60
     max_route_hops: int = 8

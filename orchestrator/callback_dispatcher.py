@@ -1,0 +1,227 @@
+"""Callbacks from the queue: hand a pending callback whose turn has come to a worker.
+
+One dispatcher runs in each orchestrator process (started by ``pbx-orchestrator``). On
+every members-free notice, and every ``interval_s`` anyway, for each tenant with open
+callbacks it:
+
+1. sweeps callbacks left ``dialing`` past their lease (a dispatcher or worker died)
+   back to ``pending`` at their own place;
+2. for each pending callback at the head of its department's queue: claims it
+   (pending -> dialing, with a lease), takes a member with the same reservation as a
+   caller on hold (call id ``cb:<id>``, queued: the head of the queue first), and
+   enqueues ``workers.jobs.ring_agent_then_client`` (the member first, then the client).
+
+The member's offer is taken with a lease long enough for the whole job (both ring times
+plus a margin): nobody else is offered that member meanwhile, and a lost job frees them
+by itself. The offer is ended by the job's RQ callbacks (``job_finished`` /
+``job_failed``), which run in the worker process right after the job, with the worker's
+Redis connection: answered -> wrap-up and statistics like an answered call, the agent
+did not answer -> a missed offer (and the callback goes back to its place, up to
+``max_attempts``), the client did not answer or setup failed -> the member is free.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import redis
+
+from orchestrator.core.model import TenantSnapshot
+from orchestrator.core.plan import Policy
+from orchestrator.core.strategy import eligible
+from orchestrator.store.agents import FREED_CHANNEL, AgentStore, Release
+from orchestrator.store.callbacks import Callback, CallbackStore, member
+
+log = logging.getLogger("orchestrator.callbacks")
+
+
+@dataclass(frozen=True)
+class CallbackSettings:
+    esl: dict  # {host, port, password}: the FreeSWITCH the worker originates on
+    agent_timeout_s: int = 20
+    client_timeout_s: int = 30
+    max_attempts: int = 3
+    margin_s: int = 30  # added to both ring times: the job's time limit
+
+    @property
+    def job_s(self) -> int:
+        """The job's time limit, and how long it may wait for a worker (RQ ``ttl``: a job
+        not started by then is dropped, never run late)."""
+        return self.agent_timeout_s + self.client_timeout_s + self.margin_s
+
+    @property
+    def lease_ms(self) -> int:
+        """The member's offer and the callback's ``dialing`` claim: the job may wait
+        ``job_s`` for a worker, then run ``job_s``; past that both free themselves."""
+        return 2 * self.job_s * 1000
+
+
+class CallbackDispatcher:
+    def __init__(self, client: redis.Redis, snapshot: Callable[[int], TenantSnapshot | None], policy: Policy,
+                 settings: CallbackSettings, enqueue: Callable[[dict, dict], Any]) -> None:
+        self.r = client
+        self.callbacks = CallbackStore(client)
+        self.agents = AgentStore(client, lease_ms=settings.lease_ms)
+        self.snapshot = snapshot
+        self.policy = policy
+        self.settings = settings
+        self.enqueue = enqueue  # (job data, meta) -> an RQ job (see ``rq_enqueue``)
+        self._running = False
+
+    # ------------------------------------------------------------ one pass
+
+    def tick(self) -> int:
+        """One pass over every tenant's open callbacks; how many were handed to a worker."""
+        started = 0
+        for tenant_id in self.callbacks.tenants():
+            try:
+                started += self._tenant(tenant_id)
+            except redis.RedisError as exc:
+                log.warning("tenant %d: callbacks not dispatched: %s", tenant_id, exc)
+        return started
+
+    def _tenant(self, tenant_id: int) -> int:
+        self.callbacks.sweep(tenant_id)
+        pending = [cb for cb in self.callbacks.open(tenant_id) if cb.status == "pending"]
+        if not pending:
+            self.callbacks.forget_tenant_if_idle(tenant_id)
+            return 0
+        snap = self.snapshot(tenant_id)
+        started = 0
+        for cb in pending:
+            if snap is None or cb.department_id not in snap.departments:
+                self.callbacks.settle(tenant_id, cb, "failed", "department gone")
+                continue
+            if self._dispatch(tenant_id, snap, cb):
+                started += 1
+        return started
+
+    def _dispatch(self, tenant_id: int, snap: TenantSnapshot, cb: Callback) -> bool:
+        queue = self.agents.queue(tenant_id, cb.department_id)
+        if not queue or queue[0][0] != member(cb.id):
+            return False  # not its turn
+        if cb.attempts >= self.settings.max_attempts:
+            self.callbacks.settle(tenant_id, cb, "failed", "no member answered after %d attempts" % cb.attempts)
+            return False
+        dep = snap.departments[cb.department_id]
+        candidates = [m.employee_id for m in eligible(dep, snap)]
+        if not candidates or not self.callbacks.claim(tenant_id, cb.id, self.settings.lease_ms):
+            return False
+        _, statuses = self.agents.reserve(tenant_id, member(cb.id), cb.department_id, candidates, 1, queued=True)
+        taken = [e for e, st in statuses.items() if st == "offered"]
+        if not taken:
+            self.callbacks.unclaim(tenant_id, cb, "nobody free")
+            return False
+        emp = snap.employees[taken[0]]
+        data = {
+            "tenant_id": str(tenant_id),
+            "callback_id": cb.id,
+            "agent_dial": "user/%s@%s" % (emp.extension, snap.sip_domain),
+            "client_dial": self.policy.external_dial_template.format(number=cb.caller),
+            "caller_id_number": cb.dialed,
+            "agent_timeout_s": self.settings.agent_timeout_s,
+            "client_timeout_s": self.settings.client_timeout_s,
+            "esl": dict(self.settings.esl),
+        }
+        meta = {"tenant_id": tenant_id, "callback_id": cb.id, "department_id": cb.department_id, "employee_id": emp.id,
+                "wrapup_ms": dep.wrapup_seconds * 1000, "pause_after": dep.pause_after_missed,
+                "max_attempts": self.settings.max_attempts}
+        try:
+            self.enqueue(data, meta)
+        except Exception as exc:  # noqa: BLE001 - give everything back, try again later
+            log.error("tenant %d: callback %s could not be queued: %s", tenant_id, cb.id, exc)
+            self.agents.release(tenant_id, member(cb.id), cb.department_id, [Release(emp.id, "free")], _day())
+            self.callbacks.unclaim(tenant_id, cb, "job not queued")
+            return False
+        log.info("tenant %d: callback %s: ringing member %d, then %s", tenant_id, cb.id, emp.id, cb.caller)
+        return True
+
+    # ------------------------------------------------------------ loop
+
+    def run(self, interval_s: float = 2.0) -> None:
+        """Tick on each members-free notice and every ``interval_s``; until ``stop``."""
+        self._running = True
+        while self._running:
+            pubsub = None
+            try:
+                pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(FREED_CHANNEL)
+                while self._running:
+                    pubsub.get_message(timeout=interval_s)  # a notice, or the periodic pass
+                    while pubsub.get_message(timeout=0):  # a burst of notices: one pass
+                        pass
+                    self.tick()
+            except redis.RedisError as exc:
+                log.warning("callback dispatcher: Redis: %s; retrying", exc)
+                time.sleep(interval_s)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except redis.RedisError:
+                        pass
+
+    def stop(self) -> None:
+        self._running = False
+
+
+def _day() -> str:
+    return time.strftime("%Y%m%d", time.gmtime())
+
+
+# ------------------------------------------------------------------ RQ side
+
+
+def rq_enqueue(client: redis.Redis, settings: CallbackSettings) -> Callable[[dict, dict], Any]:
+    """Enqueue the callback job with its end-of-job callbacks (run by the worker)."""
+    from rq import Callback as RqCallback, Queue
+
+    from workers import CALLBACK_QUEUE
+
+    queue = Queue(CALLBACK_QUEUE, connection=client)
+
+    def enqueue(data: dict, meta: dict) -> Any:
+        return queue.enqueue("workers.jobs.ring_agent_then_client", data, meta=meta, job_timeout=settings.job_s, ttl=settings.job_s,
+                             on_success=RqCallback(job_finished), on_failure=RqCallback(job_failed))
+
+    return enqueue
+
+
+def job_finished(job: Any, connection: redis.Redis, result: Any, *args: Any, **kwargs: Any) -> None:
+    """The job returned: end the member's offer and settle the callback."""
+    status = result.get("status") if isinstance(result, dict) else "failed"
+    _settle(job.meta, connection, str(status), str((result or {}).get("cause") or "") if isinstance(result, dict) else "")
+
+
+def job_failed(job: Any, connection: redis.Redis, *exc_info: Any, **kwargs: Any) -> None:
+    """The job raised (or timed out): the member is free, the callback tries again."""
+    _settle(job.meta, connection, "crashed", repr(exc_info[1]) if len(exc_info) > 1 else "")
+
+
+def _settle(meta: dict, connection: redis.Redis, status: str, cause: str) -> None:
+    from workers.jobs import AGENT_NO_ANSWER, BRIDGED
+
+    tenant_id, cb_id = int(meta["tenant_id"]), str(meta["callback_id"])
+    dept, emp = int(meta["department_id"]), int(meta["employee_id"])
+    agents, callbacks = AgentStore(connection), CallbackStore(connection)
+    if status == BRIDGED:
+        release = Release(emp, "answered", int(meta.get("wrapup_ms") or 0), 0)
+    elif status == AGENT_NO_ANSWER:
+        release = Release(emp, "missed", 0, 0, int(meta.get("pause_after") or 0))
+    else:
+        release = Release(emp, "free")
+    agents.release(tenant_id, member(cb_id), dept, [release], _day())
+    cb = callbacks.get(tenant_id, cb_id)
+    if cb is None:
+        return
+    result = status + (": " + cause if cause else "")
+    if status == BRIDGED:
+        callbacks.settle(tenant_id, cb, "done", result)
+    elif status in (AGENT_NO_ANSWER, "crashed") and cb.attempts < int(meta.get("max_attempts") or 3):
+        callbacks.settle(tenant_id, cb, "pending", result)  # back at its place
+        agents.announce_free(tenant_id)
+    else:
+        callbacks.settle(tenant_id, cb, "failed", result)
+    log.info("tenant %d: callback %s: %s", tenant_id, cb_id, result)

@@ -1,0 +1,205 @@
+"""Callbacks from a department's queue in Redis: the only code that knows their keys.
+
+A caller on hold who asks to be called back keeps their place: their queue entry becomes
+the member ``cb:<id>`` of the same queue, with the same place and its own long lease
+(``max_age_ms``), so ``RESERVE_LUA`` (store.agents) serves it at its turn like any caller.
+
+Keys of tenant ``T`` (hash tag ``{t:T}``):
+
+    {t:T}:callback:<id>   HASH  caller, dialed, department, since (place, ms), created and
+                                expires (ms; its queue lease),
+                                status (pending | dialing | done | failed | cancelled),
+                                attempts, until (dialing: lease expiry ms), result
+    {t:T}:callbacks       ZSET  id -> created ms: the tenant's open callbacks (pending or
+                                dialing); done/failed/cancelled ones leave it
+    {t:T}:queue:<dept>    ZSET  (store.agents) ``cb:<id>`` -> the caller's place
+    {t:T}:queue:<dept>:lease    ``cb:<id>`` -> created + max age
+
+    pbx:callback-tenants  SET   tenant ids that may have open callbacks (the dispatcher's
+                                directory; outside any tenant's slot, so never in a script)
+
+A callback being dialled has left the queue (the reservation took it out) and carries a
+lease (``until``): a dispatcher or worker that dies leaves it ``dialing`` only until the
+lease ends, then ``sweep`` puts it back at its place.
+"""
+from __future__ import annotations
+
+import uuid as uuidlib
+from dataclasses import dataclass
+
+import redis
+
+from orchestrator.store.agents import queue_key, queue_lease_key
+from orchestrator.store.redis_store import tenant_tag
+
+TENANTS_KEY = "pbx:callback-tenants"
+MAX_AGE_MS = 2 * 3600 * 1000
+OPEN = ("pending", "dialing")
+
+
+def callback_key(tenant_id: int, callback_id: str) -> str:
+    return "%s:callback:%s" % (tenant_tag(tenant_id), callback_id)
+
+
+def index_key(tenant_id: int) -> str:
+    return "%s:callbacks" % tenant_tag(tenant_id)
+
+
+def member(callback_id: str) -> str:
+    """The callback's name in its department's queue (and its reservations' call id)."""
+    return "cb:%s" % callback_id
+
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS[1] = {t:T}:queue:<dept>, KEYS[2] = {t:T}:queue:<dept>:lease,
+# KEYS[3] = {t:T}:callback:<id>, KEYS[4] = {t:T}:callbacks
+# ARGV[1] = the caller's call uuid, ARGV[2] = cb:<id>, ARGV[3] = place (ms), ARGV[4] = max
+# age ms, ARGV[5] = caller number, ARGV[6] = dialled number, ARGV[7] = department id,
+# ARGV[8] = callback id
+# The caller's entry leaves the queue and the callback takes its place. Returns now ms.
+REQUEST_LUA = _NOW + """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[2])
+redis.call('HSET', KEYS[3], 'caller', ARGV[5], 'dialed', ARGV[6], 'department', ARGV[7], 'since', ARGV[3],
+           'created', now, 'expires', now + tonumber(ARGV[4]), 'status', 'pending', 'attempts', 0)
+redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[4]) + 86400000)
+redis.call('ZADD', KEYS[4], now, ARGV[8])
+return now
+"""
+
+# KEYS[1] = {t:T}:callback:<id>; ARGV[1] = dialing lease ms
+# pending -> dialing (attempts + 1, until = now + lease). Returns the attempt, or 0 when
+# the callback is not pending (cancelled, taken by another dispatcher, gone).
+CLAIM_LUA = _NOW + """
+if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'dialing', 'until', now + tonumber(ARGV[1]))
+return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+"""
+
+# KEYS[1] = {t:T}:callback:<id>, KEYS[2] = {t:T}:queue:<dept>, KEYS[3] = ...:lease,
+# KEYS[4] = {t:T}:callbacks
+# ARGV[1] = cb:<id>, ARGV[2] = new status (pending | done | failed | cancelled),
+# ARGV[3] = result text, ARGV[4] = "1": only if dialing and its lease ended (sweep),
+# ARGV[5] = callback id
+# pending: back in the queue at its own place (NX), lease to created + max age kept;
+# expires (created + max age) as its lease again; otherwise: out of the queue and of the
+# open index. Returns 1 if changed.
+SETTLE_LUA = _NOW + """
+local f = redis.call('HMGET', KEYS[1], 'status', 'until', 'since', 'expires')
+if not f[1] then return 0 end
+if f[1] ~= 'pending' and f[1] ~= 'dialing' then return 0 end
+if ARGV[4] == '1' and (f[1] ~= 'dialing' or tonumber(f[2] or '0') > now) then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'result', ARGV[3], 'until', 0)
+if ARGV[2] == 'pending' then
+  redis.call('ZADD', KEYS[2], 'NX', f[3], ARGV[1])
+  redis.call('ZADD', KEYS[3], f[4], ARGV[1])
+else
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[4], ARGV[5])
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Callback:
+    id: str
+    department_id: int
+    caller: str
+    dialed: str
+    since_ms: int
+    created_ms: int
+    status: str
+    attempts: int = 0
+    until_ms: int = 0
+    result: str = ""
+
+
+def _s(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _i(v: object) -> int:
+    try:
+        return int(float(_s(v)))
+    except (TypeError, ValueError):
+        return 0
+
+
+class CallbackStore:
+    """Callbacks of every tenant; every method takes the tenant id first."""
+
+    def __init__(self, client: redis.Redis, max_age_ms: int = MAX_AGE_MS) -> None:
+        self.r = client
+        self.max_age_ms = max_age_ms
+        self._request = client.register_script(REQUEST_LUA)
+        self._claim = client.register_script(CLAIM_LUA)
+        self._settle = client.register_script(SETTLE_LUA)
+
+    def request(self, tenant_id: int, department_id: int, call_uuid: str, since_ms: int, caller: str, dialed: str) -> str:
+        """Turn the caller's queue entry into a callback at the same place; its id."""
+        cb = uuidlib.uuid4().hex[:16]
+        keys = [queue_key(tenant_id, department_id), queue_lease_key(tenant_id, department_id),
+                callback_key(tenant_id, cb), index_key(tenant_id)]
+        self._request(keys=keys, args=[call_uuid, member(cb), since_ms, self.max_age_ms, caller, dialed, department_id, cb])
+        self.r.sadd(TENANTS_KEY, str(tenant_id))
+        return cb
+
+    def get(self, tenant_id: int, callback_id: str) -> Callback | None:
+        h = {_s(k): _s(v) for k, v in self.r.hgetall(callback_key(tenant_id, callback_id)).items()}  # type: ignore[union-attr]
+        if not h:
+            return None
+        return Callback(callback_id, _i(h.get("department")), h.get("caller", ""), h.get("dialed", ""), _i(h.get("since")),
+                        _i(h.get("created")), h.get("status", ""), _i(h.get("attempts")), _i(h.get("until")), h.get("result", ""))
+
+    def open(self, tenant_id: int) -> list[Callback]:
+        """Pending and dialing callbacks, oldest first (lost hashes are dropped from the index)."""
+        ids = [_s(x) for x in self.r.zrange(index_key(tenant_id), 0, -1)]  # type: ignore[union-attr]
+        out = []
+        for cb in ids:
+            got = self.get(tenant_id, cb)
+            if got is None or got.status not in OPEN:
+                self.r.zrem(index_key(tenant_id), cb)
+                continue
+            out.append(got)
+        return sorted(out, key=lambda c: c.since_ms)
+
+    def tenants(self) -> list[int]:
+        return sorted(_i(x) for x in self.r.smembers(TENANTS_KEY))  # type: ignore[union-attr]
+
+    def forget_tenant_if_idle(self, tenant_id: int) -> None:
+        if not self.r.zcard(index_key(tenant_id)):
+            self.r.srem(TENANTS_KEY, str(tenant_id))
+
+    def claim(self, tenant_id: int, callback_id: str, lease_ms: int) -> int:
+        """pending -> dialing; the attempt number, 0 when it was not pending."""
+        return _i(self._claim(keys=[callback_key(tenant_id, callback_id)], args=[lease_ms]))
+
+    def settle(self, tenant_id: int, callback: Callback, status: str, result: str = "", *, only_expired: bool = False) -> bool:
+        keys = [callback_key(tenant_id, callback.id), queue_key(tenant_id, callback.department_id),
+                queue_lease_key(tenant_id, callback.department_id), index_key(tenant_id)]
+        out = self._settle(keys=keys, args=[member(callback.id), status, result, "1" if only_expired else "0", callback.id])
+        return _i(out) == 1
+
+    def unclaim(self, tenant_id: int, callback: Callback, result: str) -> None:
+        """Undo a claim that led to no call (nobody free): pending again, attempt not counted."""
+        if self.settle(tenant_id, callback, "pending", result):
+            self.r.hincrby(callback_key(tenant_id, callback.id), "attempts", -1)
+
+    def cancel(self, tenant_id: int, callback_id: str) -> bool:
+        """Cancel a pending callback (a dialing one finishes its attempt first: False)."""
+        got = self.get(tenant_id, callback_id)
+        if got is None or got.status != "pending":
+            return False
+        return self.settle(tenant_id, got, "cancelled", "cancelled by an administrator")
+
+    def sweep(self, tenant_id: int) -> int:
+        """Dialing callbacks whose lease ended go back to their place; how many."""
+        return sum(1 for cb in self.open(tenant_id) if cb.status == "dialing" and self.settle(tenant_id, cb, "pending", "dialing lease expired", only_expired=True))

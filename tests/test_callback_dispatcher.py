@@ -1,0 +1,107 @@
+"""The callback dispatcher against a real Redis, and its end-of-job callbacks run by a
+real RQ worker (SimpleWorker, burst)."""
+from __future__ import annotations
+
+import pytest
+import redis
+from rq import Queue, SimpleWorker
+
+from orchestrator.callback_dispatcher import CallbackDispatcher, CallbackSettings, job_finished, rq_enqueue
+from orchestrator.core.model import Department, Employee, Member, QueueSettings, Strategy, TenantSnapshot
+from orchestrator.core.plan import Policy
+from orchestrator.store.agents import AgentStore, agent_key
+from orchestrator.store.callbacks import CallbackStore, member
+from workers import CALLBACK_QUEUE
+
+T, DEP = 7, 10
+SNAP = TenantSnapshot(
+    T, "Demo", "demo.pbx.local",
+    employees={1: Employee(1, "E1", "101"), 2: Employee(2, "E2", "102")},
+    departments={DEP: Department(DEP, "Sales", "200", Strategy.ONE_BY_ONE, wrapup_seconds=5, members=(Member(1, order=1), Member(2, order=2)),
+                                 queue=QueueSettings(music="local_stream://moh", callback_allowed=True))},
+)
+SETTINGS = CallbackSettings({"host": "127.0.0.1", "port": 1, "password": "x"}, agent_timeout_s=5, client_timeout_s=5, margin_s=5)
+
+
+class Job:
+    def __init__(self, meta: dict) -> None:
+        self.meta = meta
+
+
+@pytest.fixture
+def r(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+def dispatcher(r, jobs: list) -> CallbackDispatcher:
+    return CallbackDispatcher(r, lambda t: SNAP if t == T else None, Policy(external_dial_template="sofia/gateway/pstn/{number}"),
+                              SETTINGS, lambda data, meta: jobs.append((data, meta)))
+
+
+def test_head_callback_takes_a_free_member_and_the_job_end_releases_it(r):
+    agents, callbacks = AgentStore(r), CallbackStore(r)
+    agents.channel_up(T, 1, "chan-1", 60_000)  # member 1 is on a call
+    cb = callbacks.request(T, DEP, "c1", 1000, "+78120000000", "+74950000001")
+    jobs: list = []
+    d = dispatcher(r, jobs)
+    assert d.tick() == 1 and d.tick() == 0  # once only
+    (data, meta), = jobs
+    assert data["agent_dial"] == "user/102@demo.pbx.local" and data["client_dial"] == "sofia/gateway/pstn/+78120000000"
+    assert data["caller_id_number"] == "+74950000001" and meta["employee_id"] == 2
+    assert callbacks.get(T, cb).status == "dialing" and agents.queue(T, DEP) == []
+    # Nobody else is offered member 2 meanwhile, for the whole job (long lease).
+    assert agents.reserve(T, "other-call", DEP, [2], 1)[1] == {2: "offered_elsewhere"}
+    sec, usec = r.time()
+    assert int(r.hget(agent_key(T, 2), "offer_until")) - (sec * 1000 + usec // 1000) > SETTINGS.lease_ms - 1000
+    # The agent did not answer: a missed offer, the callback back at its place.
+    job_finished(Job(meta), r, {"status": "agent_no_answer", "cause": "NO_ANSWER"})
+    got = callbacks.get(T, cb)
+    assert got.status == "pending" and got.attempts == 1 and [u for u, _ in agents.queue(T, DEP)] == [member(cb)]
+    assert agents.states(T, [2])[2].missed == 1 and agents.states(T, [2])[2].offer == ""
+    assert d.tick() == 1
+    (data, meta) = jobs[-1]
+    job_finished(Job(meta), r, {"status": "bridged", "cause": None})
+    assert callbacks.get(T, cb).status == "done" and callbacks.open(T) == []
+    state = agents.states(T, [2], [__import__("time").strftime("%Y%m%d", __import__("time").gmtime())])[2]
+    assert state.offer == "" and state.wrapup_until_ms > 0 and state.calls_today == 1
+
+
+def test_not_its_turn_and_nobody_free(r):
+    agents, callbacks = AgentStore(r), CallbackStore(r)
+    agents.join_queue(T, DEP, "earlier-caller", 500)
+    cb = callbacks.request(T, DEP, "c1", 1000, "555", "+74950000001")
+    jobs: list = []
+    d = dispatcher(r, jobs)
+    assert d.tick() == 0 and callbacks.get(T, cb).status == "pending"  # a caller ahead
+    agents.leave_queue(T, DEP, "earlier-caller")
+    agents.channel_up(T, 1, "chan-1", 60_000)
+    agents.channel_up(T, 2, "chan-2", 60_000)
+    assert d.tick() == 0
+    got = callbacks.get(T, cb)
+    assert got.status == "pending" and got.attempts == 0 and [u for u, _ in agents.queue(T, DEP)] == [member(cb)]
+
+
+def test_real_rq_worker_runs_the_job_and_its_end_callback_frees_the_member(r, redis_url):
+    agents, callbacks = AgentStore(r), CallbackStore(r)
+    cb = callbacks.request(T, DEP, "c1", 1000, "555", "+74950000001")
+    d = CallbackDispatcher(r, lambda t: SNAP, Policy(), SETTINGS, rq_enqueue(r, SETTINGS))
+    assert d.tick() == 1
+    # ESL unreachable (port 1): the job reports "failed"; the member is free, no retry.
+    SimpleWorker([Queue(CALLBACK_QUEUE, connection=r)], connection=r).work(burst=True)
+    got = callbacks.get(T, cb)
+    assert got.status == "failed" and got.result.startswith("failed")
+    assert agents.states(T, [1])[1].offer == "" and agents.live_offers(T) == {}
+
+
+def test_pbx_inspect_callbacks(r):
+    import io
+
+    from orchestrator.inspect_cli import main
+
+    CallbackStore(r).request(T, DEP, "c1", 1000, "+78120000000", "+74950000001")
+    out = io.StringIO()
+    assert main(["callbacks", "--tenant", str(T)], out, r) == 0
+    assert "+78120000000" in out.getvalue() and "pending" in out.getvalue()
+    out = io.StringIO()
+    assert main(["callbacks", "--tenant", str(T + 1)], out, r) == 0
+    assert "no open callbacks" in out.getvalue()

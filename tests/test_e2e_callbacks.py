@@ -1,0 +1,125 @@
+"""Callback from the queue end to end: simulated FreeSWITCH (our dialplan, the ESL wire,
+its inbound event socket) -> a real ``pbx-orchestrator`` process (call handler and
+callback dispatcher) -> real PostgreSQL and Redis -> a real RQ worker (SimpleWorker,
+burst, in this process) running ``workers.jobs.ring_agent_then_client`` against the
+simulator's inbound ESL.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+import redis
+from rq import Queue, SimpleWorker
+from sqlalchemy import select
+
+from orchestrator.db.engine import make_engine, make_session_factory
+from orchestrator.db.migrate import upgrade
+from orchestrator.db.models import Department, Employee, Tenant
+from orchestrator.store.agents import AgentStore
+from orchestrator.store.callbacks import CallbackStore, member
+from orchestrator.tenant_doc import import_tenant
+from simulator import Answer, FreeSwitchSim
+from test_e2e_calls import TIME_SCALE, Orchestrator, make_sim, wait_until
+from workers import CALLBACK_QUEUE
+
+DOMAIN = "cb.pbx.test"
+NUMBER = "+74952220070"
+TENANT_YAML = """
+tenant:
+  name: Callback Company
+  sip_domain: cb.pbx.test
+  timezone: Europe/Moscow
+employees:
+  - {name: Agent Ten, extension: "310"}
+voicemail_boxes:
+  - {name: Cb voicemail, extension: "891", owners: ["310"]}
+departments:
+  - name: Callback queue
+    extension: "470"
+    strategy: ring_all
+    ring_seconds: 10
+    no_answer_timeout: 20
+    no_answer: {voicemail: Cb voicemail}
+    queue: {music: "local_stream://moh", max_wait: 600, callback_allowed: true, callback_key: "1"}
+    members:
+      - {employee: "310"}
+numbers:
+  - {number: "+74952220070", mode: always, work: {department: "470"}}
+"""
+
+
+@pytest.fixture(scope="module")
+def cb_redis() -> Iterator[str]:
+    from tests.conftest import REDIS_URL
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+
+
+@pytest.fixture(scope="module")
+def cb_db(pg_server_url) -> Iterator[tuple[object, int]]:
+    engine = make_engine(pg_server_url)
+    upgrade(engine)
+    factory = make_session_factory(engine)
+    with factory() as session:
+        existing = session.scalar(select(Tenant.id).where(Tenant.sip_domain == DOMAIN))
+        tenant_id = existing or import_tenant(session, TENANT_YAML)
+        session.commit()
+    yield factory, tenant_id
+    engine.dispose()
+
+
+@pytest.fixture
+def sim_and_orchestrator(pg_server_url, cb_db, cb_redis, tmp_path) -> Iterator[tuple[FreeSwitchSim, Orchestrator]]:
+    import socket
+
+    with socket.socket() as probe:  # the orchestrator needs the simulator's ESL port, and
+        probe.bind(("127.0.0.1", 0))  # the simulator's dialplan the orchestrator's address
+        listen = "127.0.0.1:%d" % probe.getsockname()[1]
+    sim = make_sim(listen)
+    orch = Orchestrator(pg_server_url, cb_redis, tmp_path / "orchestrator.log", listen=listen,
+                        PBX_ESL_ADDRESS="127.0.0.1:%d" % sim.esl_port)
+    yield sim, orch
+    orch.stop()
+    sim.stop()
+
+
+def test_callback_keeps_the_place_then_rings_the_member_first_then_the_client(sim_and_orchestrator, cb_db, cb_redis):
+    sim, orch = sim_and_orchestrator
+    factory, tenant_id = cb_db
+    with factory() as session:
+        dep = session.scalar(select(Department.id).where(Department.tenant_id == tenant_id, Department.extension == "470"))
+        emp = session.scalar(select(Employee.id).where(Employee.tenant_id == tenant_id, Employee.extension == "310"))
+    r = redis.Redis.from_url(cb_redis)
+    agents, callbacks = AgentStore(r), CallbackStore(r)
+    ten = sim.add_user("310", DOMAIN, behavior=Answer(after=1, hangup_after=40))
+    client_phone = sim.add_external("+79990000012", Answer(after=2, hangup_after=5))
+
+    a = sim.place_call(NUMBER, caller_id="+79990000011")  # the only member talks to A
+    wait_until(lambda: ten.legs and ten.legs[0].answered_at is not None, what="A answered")
+    b = sim.place_call(NUMBER, caller_id="+79990000012", dtmf=[(3, "1")], dtmf_after_answer=True)
+    wait_until(lambda: callbacks.open(tenant_id), timeout=20, what="callback requested")
+    (cb,) = callbacks.open(tenant_id)
+    b.wait(timeout=30)
+    names = [(n, d) for _, n, d in b.apps]
+    assert ("playback", "local_stream://moh") in names and ("playback", "ivr/ivr-thank_you.wav") in names
+    assert ("bridge" not in [n for n, _ in names]) and cb.caller == "+79990000012" and cb.dialed == NUMBER
+    assert [u for u, _ in agents.queue(tenant_id, dep)] == [member(cb.id)]  # B's place, kept by the callback
+
+    a.wait(timeout=60)  # 310 becomes free: the dispatcher takes them for the callback
+    wait_until(lambda: callbacks.get(tenant_id, cb.id).status == "dialing", timeout=20, what="callback dialing")
+    assert agents.states(tenant_id, [emp])[emp].offer == member(cb.id)
+    assert agents.reserve(tenant_id, "someone-else", dep, [emp], 1)[1] == {emp: "offered_elsewhere"}
+
+    SimpleWorker([Queue(CALLBACK_QUEUE, connection=r)], connection=r).work(burst=True)
+    got = callbacks.get(tenant_id, cb.id)
+    assert got.status == "done" and got.result == "bridged", (got, orch.log()[-3000:])
+    assert len(ten.legs) == 2 and len(client_phone.legs) == 1
+    agent_leg, client_leg = ten.legs[1], client_phone.legs[0]
+    assert agent_leg.answered_at is not None and client_leg.invited_at >= agent_leg.answered_at  # the member first
+    assert callbacks.open(tenant_id) == [] and agents.queue(tenant_id, dep) == []
+    state = agents.states(tenant_id, [emp])[emp]
+    assert state.offer == "" and state.missed == 0
