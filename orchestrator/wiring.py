@@ -169,59 +169,43 @@ def attach_version_publisher(db: Database, versions: RoutingVersions) -> None:
 VOICEMAIL_MAIL_JOB = "workers.mail.send_voicemail"
 
 
-def voicemail_notifier(settings: Settings, client: redis.Redis) -> Callable[[int, int], None] | None:
-    """``DbRecorder``'s ``on_voicemail``: enqueue the e-mail job on ``pbx-default``.
-
-    None (and one log line) when PBX_SMTP_HOST is empty: voicemail e-mail is off. A Redis
-    failure while enqueuing is logged; the message stays stored, the call goes on.
-    """
-    from rq import Queue, Retry
-
-    from workers import DEFAULT_QUEUE
-
-    if not settings.smtp_host:
-        log.info("voicemail e-mail is off: PBX_SMTP_HOST is empty")
-        return None
-    queue = Queue(DEFAULT_QUEUE, connection=client)
-
-    def enqueue(tenant_id: int, message_id: int) -> None:
-        try:
-            queue.enqueue(
-                VOICEMAIL_MAIL_JOB, tenant_id, message_id,
-                job_timeout=120, retry=Retry(max=3, interval=[30, 120, 600]),
-                description="e-mail voicemail %d of tenant %d" % (message_id, tenant_id),
-            )
-        except redis.RedisError as exc:
-            log.error("tenant %d: voicemail %d stored but its e-mail was not queued (Redis: %s)", tenant_id, message_id, exc)
-
-    return enqueue
-
-
 FAX_MAIL_JOB = "workers.mail.send_fax"
 
 
-def fax_notifier(settings: Settings, client: redis.Redis) -> Callable[[int, int], None] | None:
-    """``DbRecorder``'s ``on_fax``: enqueue the fax e-mail job on ``pbx-default`` (None
-    when PBX_SMTP_HOST is empty, like voicemail)."""
+def _mail_notifier(settings: Settings, client: redis.Redis, job: str, what: str) -> Callable[[int, int], None] | None:
+    """An ``on_<what>`` hook of ``DbRecorder``: enqueue ``job`` (tenant id, row id) on
+    ``pbx-default``. None (and one log line) when PBX_SMTP_HOST is empty: e-mail is off.
+    A Redis failure while enqueuing is logged; the row stays stored, the call goes on."""
     from rq import Queue, Retry
 
     from workers import DEFAULT_QUEUE
 
     if not settings.smtp_host:
+        log.info("%s e-mail is off: PBX_SMTP_HOST is empty", what)
         return None
     queue = Queue(DEFAULT_QUEUE, connection=client)
 
-    def enqueue(tenant_id: int, fax_id: int) -> None:
+    def enqueue(tenant_id: int, row_id: int) -> None:
         try:
             queue.enqueue(
-                FAX_MAIL_JOB, tenant_id, fax_id,
+                job, tenant_id, row_id,
                 job_timeout=120, retry=Retry(max=3, interval=[30, 120, 600]),
-                description="e-mail fax %d of tenant %d" % (fax_id, tenant_id),
+                description="e-mail %s %d of tenant %d" % (what, row_id, tenant_id),
             )
         except redis.RedisError as exc:
-            log.error("tenant %d: fax %d stored but its e-mail was not queued (Redis: %s)", tenant_id, fax_id, exc)
+            log.error("tenant %d: %s %d stored but its e-mail was not queued (Redis: %s)", tenant_id, what, row_id, exc)
 
     return enqueue
+
+
+def voicemail_notifier(settings: Settings, client: redis.Redis) -> Callable[[int, int], None] | None:
+    """``DbRecorder``'s ``on_voicemail``: the voicemail e-mail job."""
+    return _mail_notifier(settings, client, VOICEMAIL_MAIL_JOB, "voicemail")
+
+
+def fax_notifier(settings: Settings, client: redis.Redis) -> Callable[[int, int], None] | None:
+    """``DbRecorder``'s ``on_fax``: the fax e-mail job."""
+    return _mail_notifier(settings, client, FAX_MAIL_JOB, "fax")
 
 
 def caller_lookups(db: Database, *, run_blocking: Callable[..., Any] = run_in_threadpool) -> Any:
