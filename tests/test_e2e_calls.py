@@ -210,7 +210,9 @@ def test_department_ring_all_first_answer_wins_others_stop(sim, e2e_db):
     call = sim.place_call("+74951110002").wait(timeout=20)
     (b,) = boris.legs
     (v,) = vera.legs
-    assert abs(b.invited_at - v.invited_at) < 0.1  # rung at once
+    # Rung at once: one bridge, no delay between the legs (50 ms real of tolerance for a
+    # loaded machine: 2.5 simulated seconds at TIME_SCALE 0.02).
+    assert abs(b.invited_at - v.invited_at) < 0.05 / TIME_SCALE
     assert v.answered_at is None and v.cause == "LOSE_RACE"
     assert abs(v.ended_at - b.answered_at) < 0.5  # stopped as soon as Boris answered
     assert gleb.legs == []  # logged out: never rung
