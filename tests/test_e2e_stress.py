@@ -184,7 +184,8 @@ def test_a_member_busy_on_a_call_we_did_not_offer_is_skipped(node, stress_db, st
     agents = AgentStore(redis.Redis.from_url(stress_redis))
     wait_until(lambda: all(s.channels for s in agents.states(tenant_id, [ids["501"], ids["502"]]).values()),
                what="the presence watcher to see both phones busy")
-    call = sim.place_call(NUMBERS[0], hangup_after=20).wait(timeout=30)
+    # Callers patient enough (4 s real) for a loaded machine.
+    call = sim.place_call(NUMBERS[0], hangup_after=80).wait(timeout=30)
     rung = {ext for ext, ep in eps.items() if any(leg.a_uuid == call.uuid for leg in ep.legs)}
     assert rung == set(MEMBERS[:8]) - {"501", "502"}
     internal.hangup()
@@ -192,6 +193,9 @@ def test_a_member_busy_on_a_call_we_did_not_offer_is_skipped(node, stress_db, st
     wait_until(lambda: not any(s.channels for s in agents.states(tenant_id, [ids["501"], ids["502"]]).values()),
                what="both phones free again")
     wait_until(lambda: agents.live_offers(tenant_id) == {}, what="offers released")
-    call = sim.place_call(NUMBERS[0], hangup_after=20).wait(timeout=30)
+    everyone = [ids[ext] for ext in MEMBERS[:8]]
+    wait_until(lambda: not any(s.channels for s in agents.states(tenant_id, everyone).values()),
+               what="every member's phone idle again")
+    call = sim.place_call(NUMBERS[0], hangup_after=80).wait(timeout=30)
     assert {"501", "502"} <= {ext for ext, ep in eps.items() if any(leg.a_uuid == call.uuid for leg in ep.legs)}
 
