@@ -95,12 +95,16 @@ def test_callback_keeps_the_place_then_rings_the_member_first_then_the_client(si
         emp = session.scalar(select(Employee.id).where(Employee.tenant_id == tenant_id, Employee.extension == "310"))
     r = redis.Redis.from_url(cb_redis)
     agents, callbacks = AgentStore(r), CallbackStore(r)
-    ten = sim.add_user("310", DOMAIN, behavior=Answer(after=1, hangup_after=40))
+    ten = sim.add_user("310", DOMAIN, behavior=Answer(after=1, hangup_after=100))  # 2 s real: B has time to ask
     client_phone = sim.add_external("+79990000012", Answer(after=2, hangup_after=5))
 
     a = sim.place_call(NUMBER, caller_id="+79990000011")  # the only member talks to A
     wait_until(lambda: ten.legs and ten.legs[0].answered_at is not None, what="A answered")
-    b = sim.place_call(NUMBER, caller_id="+79990000012", dtmf=[(3, "1")], dtmf_after_answer=True)
+    b = sim.place_call(NUMBER, caller_id="+79990000012")
+    # Press the key once B is on hold (not at a fixed time a loaded machine can outrun).
+    wait_until(lambda: any(uuid == b.uuid for uuid, _ in agents.queue(tenant_id, dep))
+               and ("playback", "local_stream://moh") in [(n, d) for _, n, d in b.apps], timeout=20, what="B on hold")
+    b.send_dtmf("1")
     wait_until(lambda: callbacks.open(tenant_id), timeout=20, what="callback requested")
     (cb,) = callbacks.open(tenant_id)
     b.wait(timeout=30)
