@@ -72,13 +72,7 @@ class DbRecorder:
                 session.commit()
                 return message_id
 
-        message_id = self._run(write)
-        if self._on_voicemail is None:
-            return
-        try:
-            self._on_voicemail(tenant_id, message_id)
-        except Exception as exc:  # noqa: BLE001 - the message is stored; a notice must not break the call
-            log.error("tenant %d: voicemail %d stored, but its notification failed: %s", tenant_id, message_id, exc)
+        self._stored(tenant_id, "voicemail", self._run(write), self._on_voicemail)
 
     def fax(self, tenant_id: int, call: CallInfo, fax: StoreFax) -> None:
         def write() -> int:
@@ -90,13 +84,17 @@ class DbRecorder:
                 session.commit()
                 return fax_id
 
-        fax_id = self._run(write)
-        if self._on_fax is None:
+        self._stored(tenant_id, "fax", self._run(write), self._on_fax)
+
+    @staticmethod
+    def _stored(tenant_id: int, what: str, row_id: int, notify: OnVoicemail | None) -> None:
+        """Tell ``notify`` (the e-mail job's enqueue) that a row is committed."""
+        if notify is None:
             return
         try:
-            self._on_fax(tenant_id, fax_id)
-        except Exception as exc:  # noqa: BLE001 - the fax is stored; a notice must not break the call
-            log.error("tenant %d: fax %d stored, but its notification failed: %s", tenant_id, fax_id, exc)
+            notify(tenant_id, row_id)
+        except Exception as exc:  # noqa: BLE001 - the row is stored; a notice must not break the call
+            log.error("tenant %d: %s %d stored, but its notification failed: %s", tenant_id, what, row_id, exc)
 
 
 class DbHistory:
