@@ -98,6 +98,7 @@ class QueueSettings:
     max_length: int = 0  # 0 = unlimited
     callback_allowed: bool = False
     callback_key: str = "1"
+    announce_every: int = 30  # seconds of music between announcements (announcement / position)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class Department:
     stats_window_days: int = 1  # least talk time / fewest calls: today (1) or the last N days
     queue: QueueSettings = QueueSettings()
     members: tuple[Member, ...] = ()
+    outbound_caller_id: str | None = None  # members' outbound calls, when theirs is not set
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ class PhoneNumber:
     work_target: Target | None = None
     after_hours_target: Target | None = None
     schedule_id: int | None = None  # None: the tenant's default schedule
+    dial_code: str | None = None  # *7<dial_code>*<number>: call out with this number
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ class VoiceMenu:
     invalid_sound: str | None = None
     max_invalid: int = 3
     direct_dial: bool = True
+    back_digit: str | None = None  # returns to the menu the caller came from
 
 
 class CallerMatch(str, enum.Enum):

@@ -185,6 +185,7 @@ class Department(NoAnswerTarget, TenantScoped, Base):  # type: ignore[valid-type
         CheckConstraint("ring_seconds > 0 AND no_answer_timeout > 0 AND wrapup_seconds >= 0", name="times"),
         CheckConstraint("queue_max_wait > 0 AND queue_max_length >= 0", name="queue_limits"),
         CheckConstraint("pause_after_missed >= 0 AND stats_window_days BETWEEN 1 AND 31", name="member_rules"),
+        CheckConstraint("queue_announce_every BETWEEN 5 AND 600", name="queue_announce"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -203,6 +204,8 @@ class Department(NoAnswerTarget, TenantScoped, Base):  # type: ignore[valid-type
     queue_max_length: Mapped[int] = mapped_column(Integer, default=0)
     queue_callback_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
     queue_callback_key: Mapped[str] = mapped_column(String(1), default="1")
+    queue_announce_every: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    outbound_caller_id: Mapped[str | None] = mapped_column(String(32))  # a number of the tenant
     no_answer: Mapped[TargetRef]  # composite from NoAnswerTarget
 
     tenant: Mapped[Tenant] = relationship(back_populates="departments")
@@ -333,10 +336,14 @@ class PhoneNumber(WorkTarget, AfterHoursTarget, TenantScoped, Base):  # type: ig
         _same_tenant_fk(("tenant_id", "schedule_id"), "schedule", ondelete=None),
         target_check("work"),
         target_check("after_hours"),
+        UniqueConstraint("tenant_id", "dial_code"),
+        CheckConstraint("length(dial_code) BETWEEN 1 AND 3", name="dial_code"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     e164: Mapped[str] = mapped_column(String(32), unique=True)
+    # Employees call out with this number by dialling *7<dial_code>*<number>.
+    dial_code: Mapped[str | None] = mapped_column(String(3))
     mode: Mapped[NumberMode] = mapped_column(_enum(NumberMode, "mode"), default=NumberMode.ALWAYS)
     schedule_id: Mapped[int | None] = mapped_column(Integer)  # NULL: the tenant's default
     work: Mapped[TargetRef]
@@ -346,6 +353,13 @@ class PhoneNumber(WorkTarget, AfterHoursTarget, TenantScoped, Base):  # type: ig
     schedule: Mapped[Schedule | None] = relationship(
         primaryjoin="PhoneNumber.schedule_id == Schedule.id", foreign_keys="[PhoneNumber.schedule_id]",
     )
+
+    @validates("dial_code")
+    def _check_dial_code(self, key: str, value: str | None) -> str | None:
+        value = (value or "").strip() or None
+        if value is not None and not (value.isdigit() and len(value) <= 3 and value.isascii()):
+            raise ValueError("dial code must be 1-3 digits (dialled as *7<code>*<number>)")
+        return value
 
     def __str__(self) -> str:
         return self.e164
@@ -363,6 +377,7 @@ class VoiceMenu(DefaultTarget, TenantScoped, Base):  # type: ignore[valid-type, 
         UniqueConstraint("tenant_id", "extension"),
         target_check("default"),
         CheckConstraint("timeout_seconds > 0 AND max_invalid > 0", name="limits"),
+        CheckConstraint("back_digit IN ('0','1','2','3','4','5','6','7','8','9','*')", name="back_digit"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -373,6 +388,7 @@ class VoiceMenu(DefaultTarget, TenantScoped, Base):  # type: ignore[valid-type, 
     invalid_sound: Mapped[str | None] = mapped_column(String(255))
     max_invalid: Mapped[int] = mapped_column(Integer, default=3)
     direct_dial: Mapped[bool] = mapped_column(Boolean, default=True)
+    back_digit: Mapped[str | None] = mapped_column(String(1))  # back to the menu the caller came from
     default: Mapped[TargetRef]
 
     tenant: Mapped[Tenant] = relationship()

@@ -72,9 +72,9 @@ def _department(d: Department, members: tuple[Member, ...]) -> CoreDepartment:
             music=d.queue_music, announcement=d.queue_announcement,
             announce_position=d.queue_announce_position, max_wait=d.queue_max_wait,
             max_length=d.queue_max_length, callback_allowed=d.queue_callback_allowed,
-            callback_key=d.queue_callback_key,
+            callback_key=d.queue_callback_key, announce_every=d.queue_announce_every,
         ),
-        members=members,
+        members=members, outbound_caller_id=d.outbound_caller_id,
     )
 
 
@@ -130,6 +130,7 @@ def load_tenant_snapshot(session: Session, tenant_id: int) -> TenantSnapshot | N
             n.e164: CorePhoneNumber(
                 e164=n.e164, mode=n.mode, work_target=read_target(n, "work").to_core(),
                 after_hours_target=read_target(n, "after_hours").to_core(), schedule_id=n.schedule_id,
+                dial_code=n.dial_code,
             )
             for n in _rows(session, PhoneNumber, tenant_id, PhoneNumber.e164)
         },
@@ -145,6 +146,7 @@ def load_tenant_snapshot(session: Session, tenant_id: int) -> TenantSnapshot | N
                 id=m.id, name=m.name, extension=m.extension, greeting=m.greeting, options=tuple(options[m.id]),
                 timeout_seconds=m.timeout_seconds, default_target=read_target(m, "default").to_core(),
                 invalid_sound=m.invalid_sound, max_invalid=m.max_invalid, direct_dial=m.direct_dial,
+                back_digit=m.back_digit,
             )
             for m in _rows(session, VoiceMenu, tenant_id, VoiceMenu.id)
         },
