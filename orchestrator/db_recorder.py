@@ -43,7 +43,7 @@ class DbRecorder:
                     session,
                     tenant_id,
                     call_uuid=call.uuid,
-                    direction="internal" if call.entry == "internal" else "inbound",
+                    direction="outbound" if finished.outbound else "internal" if call.entry == "internal" else "inbound",
                     caller=call.caller_number,
                     destination=call.destination,
                     started_at=_at(started_ms),

@@ -196,6 +196,7 @@ class Finished:
     answered_by_employee_id: int | None
     hangup_cause: str
     route: str
+    outbound: bool = False  # an employee's call out to an external number
 
 
 @dataclass(frozen=True)
