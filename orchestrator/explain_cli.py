@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--to", dest="dialed", required=True, metavar="NUMBER",
                         help="the dialled number (or an extension with --internal)")
     parser.add_argument("--at", default=None, metavar="'YYYY-MM-DD HH:MM'", help="tenant's local time (default: now)")
-    parser.add_argument("--internal", action="store_true", help="a call from an employee's phone to an extension")
+    parser.add_argument("--internal", action="store_true",
+                        help="a call from an employee's phone (--from EXTENSION) to an extension or, "
+                             "dialled as on the phone, an outside number (*7<code>*<number>: with another number)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--no-lookups", action="store_true",
                         help="do not ask the call history or the CRM for caller rules (unknown caller)")

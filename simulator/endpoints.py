@@ -44,6 +44,7 @@ class LegRecord:
     answered_at: float | None = None
     ended_at: float | None = None
     cause: str | None = None
+    caller_id: str = ""  # the Caller-ID number the INVITE carried (origination_caller_id_number)
 
 
 @dataclass

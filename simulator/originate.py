@@ -174,7 +174,7 @@ def _invite(sim: FreeSwitchSim, leg: Leg, caller: Channel | None, wake: GEvent, 
         leg.answered_at = sim.clock.now()
         wake.set()
         return
-    rec = LegRecord(ch.uuid, caller.uuid if caller else None, sim.clock.now())
+    rec = LegRecord(ch.uuid, caller.uuid if caller else None, sim.clock.now(), caller_id=ch.profile["caller_id_number"])
     ep.legs.append(rec)
     sim.leg_endpoints[ch.uuid] = ep.key
     leg.record = rec

@@ -117,6 +117,17 @@ def test_base_document_is_valid() -> None:
      "weekdays: [0, 7]", "0 (Monday) to 6"),
     ("{date: 2026-01-01, name: New Year}", "{date: 2026-13-01, name: New Year}", "schedules[0].exceptions[0].date",
      "date: 2026-13-01", "date like"),
+    # outbound calls: caller IDs are the tenant's own numbers; dial codes; menu "back"
+    ('    extension: "103"\n', '    extension: "103"\n    outbound_caller_id: "+74951230009"\n',
+     "employees[2].outbound_caller_id", 'outbound_caller_id: "+74951230009"', "not a number of this tenant"),
+    ('    no_answer: {voicemail: Sales box}\n', '    no_answer: {voicemail: Sales box}\n    outbound_caller_id: "+74990000000"\n',
+     "departments[0].outbound_caller_id", 'outbound_caller_id: "+7499', "not a number of this tenant"),
+    ("    work: {menu: Main}\n", '    work: {menu: Main}\n    dial_code: "12a"\n', "numbers[0].dial_code",
+     'dial_code: "12a"', "1-3 digits"),
+    ('    default: {department: "200"}\n', '    default: {department: "200"}\n    back_digit: "#"\n',
+     "menus[0].back_digit", 'back_digit: "#"', "back digit"),
+    ('    default: {department: "200"}\n', '    default: {department: "200"}\n    back_digit: "1"\n',
+     "menus[0].back_digit", 'back_digit: "1"', "also an option"),
     # unknown fields (typos) are refused
     ("    owners:", "    ownerz:", "voicemail_boxes[0].ownerz", "ownerz", "unknown field"),
     ('      "1": {department: "200"}', '      "1": {department: "200"}\n      "X": {department: "200"}',
@@ -196,3 +207,13 @@ def test_plain_data_validates_without_lines_and_garbage_does_not_crash() -> None
     assert [(e.field, e.line) for e in found] == [("employees", None)]
     assert [e.field for e in validate(parse("- just\n- a list\n"))] == ["(document)"]
     assert [e.field for e in validate(parse(""))] == ["tenant"]
+
+
+def test_dial_codes_are_unique_and_own_caller_ids_are_accepted() -> None:
+    text = BASE.replace("    work: {menu: Main}\n", '    work: {menu: Main}\n    dial_code: "1"\n', 1)
+    text += '  - number: "+74951230002"\n    work: {menu: Main}\n    dial_code: "1"\n'
+    text = text.replace('    extension: "103"\n', '    extension: "103"\n    outbound_caller_id: "+74951230002"\n', 1)
+    got_field, got_line, message = only(text)
+    assert got_field == "numbers[1].dial_code" and "used twice (also numbers[0])" in message
+    assert got_line == line_of(text, 'dial_code: "1"', 1)
+    assert errors(text[:-2] + '2"\n') == []  # the second number's own code

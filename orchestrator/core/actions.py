@@ -197,6 +197,7 @@ class Finished:
     hangup_cause: str
     route: str
     outbound: bool = False  # an employee's call out to an external number
+    outbound_to: str = ""  # ... the number it dialled, E.164
 
 
 @dataclass(frozen=True)

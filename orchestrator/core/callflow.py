@@ -55,7 +55,7 @@ from orchestrator.core.actions import (
 from orchestrator.core import departments, offering
 from orchestrator.core.callstate import DONE, ENDING, RUNNING, TALKING, CallState, Context, Decision, blocking
 from orchestrator.core.model import CallerMatch, TargetKind
-from orchestrator.core.plan import Announce, Fax, Hold, MenuStep, Offer, Ring, Step, Voicemail, agent_first, plan_target
+from orchestrator.core.plan import Announce, Fax, Hold, MenuStep, Offer, Ring, Step, Voicemail, agent_first, plan_outbound, plan_target
 from orchestrator.core.routing import Entry, entry_target, find_number
 
 __all__ = ["CallState", "Context", "Decision", "Opening", "finish_now", "handle", "opening", "start"]
@@ -100,6 +100,12 @@ def opening(call: CallInfo, ctx: Context, *, admitted: bool = True, refusal: str
         sound = target.sound if target is not None and target.kind is TargetKind.ANNOUNCEMENT and target.sound else ctx.policy.sound_unavailable
         step = Announce(sound, "caller blocked by rule '%s'" % verdict.rule.name, "CALL_REJECTED", answer=False)
         return Opening((step,), entry, Log("caller blocked", "info", {"rule": verdict.rule.name, "caller": call.caller_number}))
+    if entry.outbound is not None:
+        out = entry.outbound
+        if not out.number:
+            step = Announce(ctx.policy.sound_unavailable, out.note, out.cause or "CALL_REJECTED", answer=False)
+            return Opening((step,), entry, Log("outbound call refused", "info", {"reason": out.note}))
+        return Opening(tuple(plan_outbound(out.number, out.caller_id, ctx.policy, ctx.new_id)), entry)
     agent = verdict.agent if verdict is not None else None
     if entry.target is None and agent is None:
         step = Announce(ctx.policy.sound_unknown_number, entry.note, "UNALLOCATED_NUMBER", answer=False)
@@ -132,6 +138,9 @@ def _opened(state: CallState, first: Opening, ctx: Context, prefix: list[Action]
     if first.lookup is not None:
         return Decision(replace(state, lookup=first.lookup.request_id), tuple(prefix + logs) + (first.lookup,))
     note = first.entry.note if first.entry is not None else ""
+    out = first.entry.outbound if first.entry is not None else None
+    if out is not None and out.number:
+        state = replace(state, outbound_to=out.number, employee_id=out.employee_id)
     return _run_steps(replace(state, lookup="", route=(note,)), list(first.steps), ctx, prefix + logs)
 
 
@@ -159,7 +168,7 @@ def handle(state: CallState, event: CoreEvent, ctx: Context) -> Decision:
         return _finish(state, event.cause, ctx.now_ms)
     if isinstance(event, Bridged):
         owners = state.current.owners if isinstance(state.current, Ring) else {}
-        who = owners.get(event.other_uuid)
+        who = owners.get(event.other_uuid) if not state.outbound_to else state.employee_id
         note = "answered" + (" by employee #%d" % who if who is not None else "")
         ended: list[Action] = []
         offer = state.offer
@@ -202,7 +211,8 @@ def finish_now(state: CallState, cause: str, now_ms: int = 0) -> Decision:
 def _finish(state: CallState, cause: str, now_ms: int) -> Decision:
     route = " -> ".join(state.route)
     ended = offering.abandon(state.offer, now_ms) if state.offer is not None else []
-    return Decision(replace(state, phase=DONE, offer=None), tuple(ended) + (Finished(state.answered_by, cause, route),))
+    done = Finished(state.answered_by, cause, route, outbound=bool(state.outbound_to), outbound_to=state.outbound_to)
+    return Decision(replace(state, phase=DONE, offer=None), tuple(ended) + (done,))
 
 
 def _completed(state: CallState, event: AppCompleted, ctx: Context) -> Decision:
@@ -218,6 +228,8 @@ def _completed(state: CallState, event: AppCompleted, ctx: Context) -> Decision:
         cause = event.variables.get("originate_failed_cause") or disposition or "UNKNOWN"
         state = replace(state, route=state.route + ("%s: not answered (%s)" % (step.label, cause),))
         prefix: list[Action] = [Execute("unset", "pbx_fallback_dial")]
+        if step.final:  # an outbound call: the phone gets the carrier's cause (busy ...)
+            return Decision(replace(state, plan=()), tuple(prefix) + (Hangup(cause),))
         if state.offer is not None:
             return departments.ring_failed(state, step, event, ctx, prefix, _run_steps)
         return _run_steps(state, list(state.plan), ctx, prefix)

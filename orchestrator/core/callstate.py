@@ -36,6 +36,8 @@ class CallState:
     lookup: str = ""  # request id of the caller lookup (LookupCaller) awaited
     answers: tuple[CallerKnown, ...] = ()  # the caller lookups answered so far
     offer: OfferRun | None = None  # the department offer in progress
+    outbound_to: str = ""  # an employee's call out: the number dialled (E.164)
+    employee_id: int | None = None  # ... and the employee placing it
 
 
 @dataclass(frozen=True)

@@ -46,11 +46,15 @@ def external_endpoint(template: str, number: str) -> str:
     return template.format(number=_check(number))
 
 
-def ring_all(legs: Sequence[Leg], call_timeout: int, variables: Iterable[tuple[str, str]] = ()) -> str:
-    """One dial string ringing every leg at once (each with its own delay/timeout)."""
+def ring_all(legs: Sequence[Leg], call_timeout: int, variables: Iterable[tuple[str, str]] = (), early_media: bool = False) -> str:
+    """One dial string ringing every leg at once (each with its own delay/timeout).
+
+    ``early_media``: the caller hears the callee's early media (an outbound call: the
+    carrier's ringback or "number not in service"); else our own ringback."""
     if not legs:
         raise ValueError("nothing to ring")
-    glob = [("ignore_early_media", "true"), ("call_timeout", str(call_timeout))]
+    glob = [] if early_media else [("ignore_early_media", "true")]
+    glob.append(("call_timeout", str(call_timeout)))
     glob.extend(variables)
     head = "{%s}" % ",".join("%s=%s" % (k, _check(v)) for k, v in glob)
     parts = []

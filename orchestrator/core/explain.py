@@ -94,6 +94,7 @@ def explain(
     call = CallInfo(
         uuid=EXPLAIN_CALL_UUID, entry=entry, destination=dialed, caller_number=caller,
         domain=snapshot.sip_domain if entry == "internal" else "",
+        caller_user=caller if entry == "internal" else "",  # an employee's extension
     )
     counter = itertools.count(1)
     ctx = Context(snapshot, policy, now_ms, lambda: "leg%d" % next(counter))
@@ -118,6 +119,9 @@ def explain(
         agent = decided.agent if decided is not None else None
         if first.entry.target is not None:
             target = target_name(snapshot, first.entry.target)
+        out = first.entry.outbound
+        if out is not None and out.number:
+            target = "external %s, shown as %s" % (out.number, out.caller_id)
         if agent is not None:
             first_ring = "employee %s (%s)" % (agent.extension, agent.name)
             target = "%s, then %s" % (first_ring, target) if target else first_ring

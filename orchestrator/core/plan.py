@@ -60,6 +60,7 @@ class Ring:
     owners: Mapping[str, int] = field(default_factory=dict)
     legs: tuple[RingLeg, ...] = ()
     call_timeout: int = 0  # seconds the whole attempt may last
+    final: bool = False  # not answered: hang up with the bridge's cause (outbound calls)
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,23 @@ def agent_first(emp: Employee, why: str, then: list[Step], snap: TenantSnapshot,
     legs = _employee_legs(emp, snap.sip_domain, policy, new_id, owners)
     label = "employee %s (%s), %s" % (emp.extension, emp.name, why)
     return [_ring(legs, _cap(legs), label, owners)] + then
+
+
+def plan_outbound(number: str, caller_id: str, policy: Policy, new_id: Callable[[], str]) -> list[Step]:
+    """An employee's call out through the carrier gateway, shown as ``caller_id``.
+
+    ``origination_caller_id_number`` in the dial string sets the new leg's caller ID
+    (switch_ivr_originate.c reads it from the originate variables); the caller hears the
+    carrier's early media; when nobody answers, the phone gets the bridge's own cause
+    (busy, no answer, invalid number) instead of an announcement.
+    """
+    owners: dict[str, int] = {}
+    leg = _leg(external_endpoint(policy.external_dial_template, number), policy.external_ring_seconds, number, None, owners, new_id)
+    variables = (("origination_caller_id_number", caller_id), ("origination_caller_id_name", caller_id))
+    dial = ring_all([leg], _cap([leg]), variables, early_media=True)
+    uuid = dict(leg.variables).get("origination_uuid", "")
+    ring_leg = RingLeg(number, leg.endpoint, 0, leg.timeout, None, uuid)
+    return [Ring(dial, "outbound %s as %s" % (number, caller_id), owners, (ring_leg,), _cap([leg]), final=True)]
 
 
 def _voicemail(snap: TenantSnapshot, box_id: int | None, policy: Policy) -> Voicemail:

@@ -6,6 +6,7 @@ from typing import Mapping
 
 from orchestrator.core.actions import CallerKnown, CallInfo
 from orchestrator.core.caller_rules import Verdict, caller_facts, evaluate
+from orchestrator.core.outbound import Outbound, decide as decide_outbound
 from orchestrator.core.model import NumberMode, PhoneNumber, RoutingIndex, Schedule, Target, TenantSnapshot
 from orchestrator.core.schedule import is_open
 
@@ -41,6 +42,7 @@ class Entry:
     target: Target | None
     note: str  # the decision, in words, for logs and call history
     rules: Verdict | None = None  # the caller rules tried (public calls of a tenant with rules)
+    outbound: Outbound | None = None  # an employee's call to an external number
 
 
 def find_number(snapshot: TenantSnapshot, dialed: str) -> PhoneNumber | None:
@@ -66,9 +68,12 @@ def entry_target(snapshot: TenantSnapshot, call: CallInfo, now_ms: int, answers:
     says when another is pending)."""
     if call.entry == "internal":
         target = snapshot.target_for_extension(call.destination)
-        if target is None:
+        if target is not None:
+            return Entry(target, "extension %s" % call.destination)
+        out = decide_outbound(snapshot, call.caller_user, call.destination)
+        if out is None:
             return Entry(None, "extension %s does not exist" % call.destination)
-        return Entry(target, "extension %s" % call.destination)
+        return Entry(None, out.note, outbound=out)
     number = find_number(snapshot, call.destination)
     if number is None:
         return Entry(None, "number %s is not assigned" % call.destination)

@@ -151,7 +151,8 @@ def _document(session: Session, tid: int, with_secrets: bool, pending: bool) -> 
             "strategy": getattr(d.strategy, "value", d.strategy), "ring_seconds": d.ring_seconds,
             "no_answer_timeout": d.no_answer_timeout, "no_answer": target(read_target(d, "no_answer")),
             "wrapup_seconds": d.wrapup_seconds, "pause_after_missed": d.pause_after_missed,
-            "stats_window_days": d.stats_window_days, "queue": queue or None, "members": members or None,
+            "stats_window_days": d.stats_window_days, "outbound_caller_id": d.outbound_caller_id,
+            "queue": queue or None, "members": members or None,
         }, DEPARTMENT_DEFAULTS))
     doc["departments"] = out
     out = []
@@ -170,7 +171,7 @@ def _document(session: Session, tid: int, with_secrets: bool, pending: bool) -> 
         out.append(_prune({
             "name": m.name, "extension": m.extension, "greeting": m.greeting, "timeout_seconds": m.timeout_seconds,
             "options": options or None, "default": target(read_target(m, "default")), "invalid_sound": m.invalid_sound,
-            "max_invalid": m.max_invalid, "direct_dial": m.direct_dial,
+            "max_invalid": m.max_invalid, "direct_dial": m.direct_dial, "back_digit": m.back_digit,
         }, MENU_DEFAULTS))
     doc["menus"] = out
     out = []
@@ -197,6 +198,7 @@ def _document(session: Session, tid: int, with_secrets: bool, pending: bool) -> 
                 sched_names.get(n.schedule_id, "#%d (not in this tenant)" % n.schedule_id)
                 if n.schedule_id else None),
             "work": target(read_target(n, "work")), "after_hours": target(read_target(n, "after_hours")),
+            "dial_code": n.dial_code,
         }, {}))
     doc["numbers"] = out
     doc["caller_rules"] = [_caller_rule(r, target) for r in caller_rules]

@@ -178,7 +178,8 @@ class _Writer:
             dep = departments[dd["extension"]]
             dep.name = dd["name"]
             dep.strategy = Strategy(dd["strategy"])
-            for key in ("ring_seconds", "no_answer_timeout", "wrapup_seconds", "pause_after_missed", "stats_window_days"):
+            for key in ("ring_seconds", "no_answer_timeout", "wrapup_seconds", "pause_after_missed", "stats_window_days",
+                        "outbound_caller_id"):
                 setattr(dep, key, dd[key])
             for key, value in dd["queue"].items():
                 setattr(dep, "queue_" + key, value)
@@ -190,7 +191,8 @@ class _Writer:
                 ))
         for m in d["menus"]:
             menu = menus[m["name"]]
-            for key in ("extension", "greeting", "timeout_seconds", "invalid_sound", "max_invalid", "direct_dial"):
+            for key in ("extension", "greeting", "timeout_seconds", "invalid_sound", "max_invalid", "direct_dial",
+                        "back_digit"):
                 setattr(menu, key, m[key])
             menu.default = target(m["default"])
             for digit, (_, t) in sorted(m["options"].items()):
@@ -210,6 +212,7 @@ class _Writer:
             num.schedule_id = schedules[n["schedule"]].id if n["schedule"] else None
             num.work = target(n["work"])
             num.after_hours = target(n["after_hours"])
+            num.dial_code = n["dial_code"]
         rules = self._sync(CallerRule, "name", d["caller_rules"])
         for position, r in enumerate(d["caller_rules"]):
             rule = rules[r["name"]]

@@ -72,6 +72,15 @@ def check_digit(value: str) -> str | None:
     return None if value in DIGITS else "menu digit must be one of 0-9, * or #, got %r" % value
 
 
+def check_back_digit(value: str) -> str | None:
+    return None if value in DIGITS and value != "#" else "back digit must be one of 0-9 or * (# ends the input), got %r" % value
+
+
+def check_dial_code(value: str) -> str | None:
+    ok = value.isascii() and value.isdigit() and 1 <= len(value) <= 3
+    return None if ok else "dial code must be 1-3 digits (employees dial *7<code>*<number>), got %r" % value
+
+
 def check_choice(value: str, choices: tuple[str, ...]) -> str | None:
     return None if value in choices else "must be one of %s, got %r" % (", ".join(choices), value)
 

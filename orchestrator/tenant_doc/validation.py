@@ -22,14 +22,15 @@ TENANT_KEYS = ("name", "sip_domain", "timezone", "enabled", "max_concurrent_call
 EMPLOYEE_KEYS = ("name", "extension", "email", "role", "mobile", "forward_to_mobile_after", "ring_seconds",
                  "outbound_caller_id", "logged_in", "voicemail", "sip_password")
 DEPARTMENT_KEYS = ("name", "extension", "strategy", "ring_seconds", "no_answer_timeout", "no_answer",
-                   "wrapup_seconds", "pause_after_missed", "stats_window_days", "queue", "members")
+                   "wrapup_seconds", "pause_after_missed", "stats_window_days", "queue", "members",
+                   "outbound_caller_id")
 QUEUE_KEYS = ("music", "announcement", "announce_position", "max_wait", "max_length", "callback_allowed",
               "callback_key")
 MEMBER_KEYS = ("employee", "order", "weight", "escalation_offset")
 BOX_KEYS = ("name", "extension", "greeting", "email", "owners", "max_message_seconds")
 MENU_KEYS = ("name", "extension", "greeting", "timeout_seconds", "options", "default", "invalid_sound",
-             "max_invalid", "direct_dial")
-NUMBER_KEYS = ("number", "mode", "schedule", "work", "after_hours")
+             "max_invalid", "direct_dial", "back_digit")
+NUMBER_KEYS = ("number", "mode", "schedule", "work", "after_hours", "dial_code")
 
 Target = tuple[str, Any]  # (kind, reference): ("department", "200")
 
@@ -193,6 +194,7 @@ def _department(c: Checker, p: str, d: dict) -> dict[str, Any]:
         "wrapup_seconds": c.integer(d, "wrapup_seconds", p, 0, minimum=0, maximum=3600),
         "pause_after_missed": c.integer(d, "pause_after_missed", p, 0, minimum=0, maximum=100),
         "stats_window_days": c.integer(d, "stats_window_days", p, 1, minimum=1, maximum=31),
+        "outbound_caller_id": c.text(d, "outbound_caller_id", p, rule=rules.check_e164),
         "queue": queue, "members": members,
     }
 
@@ -222,6 +224,7 @@ def _menu(c: Checker, p: str, m: dict) -> dict[str, Any]:
         "invalid_sound": c.text(m, "invalid_sound", p),
         "max_invalid": c.integer(m, "max_invalid", p, 3, minimum=1, maximum=20),
         "direct_dial": c.boolean(m, "direct_dial", p, True),
+        "back_digit": c.text(m, "back_digit", p, rule=rules.check_back_digit, numeric_ok=True),
     }
 
 
@@ -235,6 +238,7 @@ def _number(c: Checker, p: str, n: dict) -> dict[str, Any]:
         "schedule": c.text(n, "schedule", p),
         "work": _target(c, n, "work", p, required=True),
         "after_hours": _target(c, n, "after_hours", p, required=mode == "schedule"),
+        "dial_code": c.text(n, "dial_code", p, rule=rules.check_dial_code, numeric_ok=True),
     }
 
 
@@ -309,6 +313,20 @@ def _references(c: Checker, out: dict[str, Any]) -> None:
         if n["mode"] == "schedule" and n.get("schedule") is None and not has_default:
             c.error(join(n["_path"], "schedule"), "no default schedule: name one, or mark a schedule default: true")
     own_numbers = {n["number"] for n in out["numbers"] if n.get("number")}
+    for item in out["employees"] + out["departments"]:
+        if item.get("outbound_caller_id") and item["outbound_caller_id"] not in own_numbers:
+            c.error(join(item["_path"], "outbound_caller_id"),
+                    "%s is not a number of this tenant (calls go out only with the tenant's own numbers)" % item["outbound_caller_id"])
+    codes: dict[str, str] = {}
+    for n in out["numbers"]:
+        code = n.get("dial_code")
+        if code and code in codes:
+            c.error(join(n["_path"], "dial_code"), "dial code %s is used twice (also %s)" % (code, codes[code]))
+        elif code:
+            codes[code] = n["_path"]
+    for m in out["menus"]:
+        if m.get("back_digit") and m["back_digit"] in m["options"]:
+            c.error(join(m["_path"], "back_digit"), "digit %s is also an option of this menu" % m["back_digit"])
     for r in out["caller_rules"]:
         target(r["target"], join(r["_path"], "target"))
         for path, number in r["numbers"]:
