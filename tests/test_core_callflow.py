@@ -284,3 +284,68 @@ def test_number_candidates():
     assert number_candidates("+74950000001") == ("+74950000001",)
     assert number_candidates("0074950000001") == ("0074950000001", "+74950000001")
     assert number_candidates("1001") == ("1001", "+1001")
+
+
+# ------------------------------------------------------------------ nested menus, "back"
+
+
+def nested_menus() -> TenantSnapshot:
+    """Main: 1 -> Sales, 2 -> Support menu. Support: 1 -> Anna, 3 -> Billing menu,
+    * back. Billing: 1 -> Boris, 0 back."""
+    menus = {
+        20: VoiceMenu(20, "Main", greeting="main.wav", options=(MenuOption("1", DEP), MenuOption("2", Target(TargetKind.MENU, 21))),
+                      default_target=DEP, back_digit="*"),
+        21: VoiceMenu(21, "Support", greeting="support.wav", options=(MenuOption("1", EMP1), MenuOption("3", Target(TargetKind.MENU, 22))),
+                      default_target=DEP, back_digit="*"),
+        22: VoiceMenu(22, "Billing", greeting="billing.wav", options=(MenuOption("1", Target(TargetKind.EMPLOYEE, 2)),),
+                      default_target=DEP, back_digit="0", direct_dial=False),
+    }
+    return snapshot(menus=menus)
+
+
+def press(d, digits: str, snap):
+    prompt = blocking(d.actions)
+    assert prompt.app == "play_and_get_digits"
+    variables = {"pbx_menu_digits": digits} if digits else {}
+    return callflow.handle(d.state, AppCompleted(prompt.app_id, "play_and_get_digits", "_none_", variables), ctx(snap))
+
+
+def greeting_of(d) -> str:
+    return blocking(d.actions).arg.split(" ")[5]
+
+
+def test_nested_menus_back_returns_to_the_menu_the_caller_came_from():
+    snap = nested_menus()
+    d = callflow.start(public("+74950000003"), ctx(snap))  # work hours: menu Main
+    assert greeting_of(d) == "main.wav"
+    d = press(d, "2", snap)
+    assert greeting_of(d) == "support.wav"
+    d = press(d, "3", snap)
+    assert greeting_of(d) == "billing.wav"
+    d = press(d, "0", snap)  # Billing's back digit
+    assert greeting_of(d) == "support.wav"
+    d = press(d, "*", snap)
+    assert greeting_of(d) == "main.wav"
+    d = press(d, "*", snap)  # at the top: Main again
+    assert greeting_of(d) == "main.wav"
+    # Up and down many times never runs into the route-hop cap (8).
+    for _ in range(6):
+        d = press(press(d, "2", snap), "*", snap)
+    assert greeting_of(d) == "main.wav"
+    d = press(press(d, "2", snap), "1", snap)
+    assert "user/101@demo.pbx.local" in blocking(d.actions).arg
+    assert "menu Support: back" in d.state.route and "menu Main: back, at the top: again" in d.state.route
+
+
+def test_back_digit_star_is_accepted_by_the_digit_regexp_only_when_configured():
+    snap = nested_menus()
+    d = callflow.start(public("+74950000003"), ctx(snap))
+    assert blocking(d.actions).arg.split(" ")[8] == "^(\\d+|\\*)$"
+    d = press(press(d, "2", snap), "3", snap)
+    assert blocking(d.actions).arg.split(" ")[8] == "\\d+"  # Billing's back digit is 0
+
+
+def test_back_digit_absent_keeps_digits_as_options_or_extensions():
+    d = callflow.start(public("+74950000003"), ctx(snapshot()))  # Main without a back digit
+    d = press(d, "*", snapshot())
+    assert "menu Main: invalid *" in d.state.route

@@ -350,9 +350,11 @@ def _menu_prompt(state: CallState, step: MenuStep, ctx: Context, actions: list[A
     actions.append(Execute("answer"))
     # play_and_get_digits <min> <max> <tries> <timeout ms> <terminators> <file>
     #   <invalid file> <var> <regexp> <digit timeout ms>; the result is only in the
-    #   variable (P05): absent when nothing was typed.
-    arg = "1 %d 1 %d # %s silence_stream://250 pbx_menu_digits \\d+ %d" % (
-        max_digits, menu.timeout_seconds * 1000, greeting, ctx.policy.menu_digit_timeout_ms)
+    #   variable (P05): absent when nothing was typed. The regexp is matched with
+    #   switch_regex_match (PCRE): digits, or "*" alone when that is the back digit.
+    regexp = "^(\\d+|\\*)$" if menu.back_digit == "*" else "\\d+"
+    arg = "1 %d 1 %d # %s silence_stream://250 pbx_menu_digits %s %d" % (
+        max_digits, menu.timeout_seconds * 1000, greeting, regexp, ctx.policy.menu_digit_timeout_ms)
     return blocking(state, actions, "play_and_get_digits", arg, ctx)
 
 
@@ -362,6 +364,8 @@ def _menu_result(state: CallState, step: MenuStep, event: AppCompleted, ctx: Con
     menu = snap.menus[step.menu_id]
     digits = event.variables.get("pbx_menu_digits", "")
     target = None
+    if digits and digits == menu.back_digit:
+        return _menu_back(state, step, menu.name, ctx)
     if not digits:
         target, note = menu.default_target, "menu %s: no input, default" % menu.name
     else:
@@ -380,4 +384,21 @@ def _menu_result(state: CallState, step: MenuStep, event: AppCompleted, ctx: Con
                 target, note = menu.default_target, "menu %s: invalid input, default" % menu.name
     state = replace(state, route=state.route + (note,))
     steps = plan_target(target, snap, ctx.policy, ctx.new_id, step.hops + 1)
+    if steps and isinstance(steps[0], MenuStep) and steps[0].menu_id != step.menu_id:
+        # A nested menu: remember where the caller came from, for its "back" digit.
+        steps[0] = replace(steps[0], came_from=step.came_from + ((step.menu_id, step.hops),))
     return _run_steps(state, steps, ctx, [])
+
+
+def _menu_back(state: CallState, step: MenuStep, name: str, ctx: Context) -> Decision:
+    """The "back" digit: the menu the caller came from, with the hop count it had there
+    (walking up and down never runs into the chain limit); at the top, this menu again."""
+    if step.came_from:
+        (parent_id, hops), came_from = step.came_from[-1], step.came_from[:-1]
+        parent = ctx.snapshot.menus.get(parent_id) if ctx.snapshot else None
+        if parent is not None:
+            again = MenuStep(parent.id, "voice menu %s" % parent.name, 0, hops, came_from)
+            state = replace(state, route=state.route + ("menu %s: back" % name,))
+            return _run_steps(state, [again] + list(state.plan), ctx, [])
+    state = replace(state, route=state.route + ("menu %s: back, at the top: again" % name,))
+    return _run_steps(state, [replace(step, invalid_count=0)] + list(state.plan), ctx, [])

@@ -270,6 +270,8 @@ def _menu_view(step: MenuStep, snap: TenantSnapshot, ctx: Context, menus_seen: f
     if menu.direct_dial:
         details.append("the caller may also type an employee's or a department's extension")
     details.append("invalid input: replayed, up to %d tries, then the default" % menu.max_invalid)
+    if menu.back_digit:
+        details.append("%s: back to the menu the caller came from (at the top: this menu again)" % menu.back_digit)
     if menu.id in menus_seen:
         details.append("(this menu again: see above)")
         return StepView("menu", step.label, tuple(details))

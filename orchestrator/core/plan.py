@@ -93,6 +93,9 @@ class MenuStep:
     label: str
     invalid_count: int = 0
     hops: int = 0
+    # The menus the caller came through, (menu id, its hops), nearest last: the menu's
+    # "back" digit returns to the last one.
+    came_from: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
