@@ -96,3 +96,24 @@ def test_call_path_history_insert_never_attaches_another_tenants_employee(migrat
         s.commit()
         rows = {r.call_uuid: r.answered_by_employee_id for r in s.scalars(select(CallRecord).where(CallRecord.tenant_id == a.id))}
     assert rows == {"ins-own": ea.id, "ins-foreign": None, "ins-none": None}
+
+
+def test_box_recipients_are_the_box_then_every_owner_once(factory: sessionmaker) -> None:
+    from orchestrator.db.queries import box_recipients
+    with factory.begin() as s:
+        box = s.scalars(select(db.VoicemailBox).where(db.VoicemailBox.name == "Sales voicemail")).one()
+        emps = {e.extension: e for e in s.scalars(select(db.Employee).where(db.Employee.tenant_id == box.tenant_id))}
+        for ext in ("103", "102"):  # two more owners; 102 writes her address in capitals
+            s.add(db.VoicemailBoxOwner(tenant_id=box.tenant_id, box_id=box.id, employee_id=emps[ext].id))
+        emps["102"].email = "Maria.Ivanova@demo.example"
+        emps["103"].email = None  # an owner without an address is skipped
+        tenant_id, box_id = box.tenant_id, box.id
+    with factory() as s:
+        assert box_recipients(s, tenant_id, box_id, "sales@demo.example") == (
+            "sales@demo.example, ivan.petrov@demo.example, Maria.Ivanova@demo.example")
+        # The box without its own address: the owners only; an owner's address given as the box's: once.
+        assert box_recipients(s, tenant_id, box_id, None) == "ivan.petrov@demo.example, Maria.Ivanova@demo.example"
+        assert box_recipients(s, tenant_id, box_id, "maria.ivanova@demo.example") == (
+            "maria.ivanova@demo.example, ivan.petrov@demo.example")
+        other = s.scalars(select(db.VoicemailBox).where(db.VoicemailBox.name == "Support voicemail")).one()
+        assert box_recipients(s, tenant_id, other.id, None) == "olga.kuznetsova@demo.example"

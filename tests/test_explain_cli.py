@@ -29,7 +29,7 @@ def test_saturday_evening_goes_to_the_after_hours_voicemail() -> None:
     assert "Saturday 2026-11-28 21:00 MSK" in text
     assert "closed: no work hours on Saturday" in text
     assert "number +74950000003: after hours (Office hours)" in text
-    assert "voicemail: voicemail Sales voicemail" in text and "box e-mail: sales@demo.example" in text
+    assert "voicemail: voicemail Sales voicemail" in text and "e-mailed to: sales@demo.example, ivan.petrov@demo.example" in text
 
 
 def test_tuesday_morning_menu_as_json() -> None:

@@ -50,7 +50,7 @@ def test_fax_is_stored_and_mailed_with_the_document(env, smtp, tmp_path: Path, r
     assert job.get_status() == "finished", job.latest_result()
     assert job.return_value()["status"] == "sent" and job.return_value()["attached"] is True
     ((_, rcpts, raw),) = inbox.received
-    assert rcpts == ["sales@demo.example"]
+    assert rcpts == ["sales@demo.example", "ivan.petrov@demo.example"]  # the box, then its owner
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert msg["Subject"] == "Fax from +78121234567 (Sales voicemail, 3 pages)"
     body = msg.get_body(("plain",)).get_content()

@@ -101,8 +101,10 @@ def test_voicemail_is_mailed_with_the_recording(env, smtp, tmp_path: Path, redis
     assert job.return_value()["status"] == "sent" and job.return_value()["attached"] is True
 
     ((sender, rcpts, raw),) = inbox.received
-    assert sender == "voicemail@pbx.example" and rcpts == ["sales@demo.example"]
+    # The box's address and every owner's (Sales voicemail is owned by Ivan, 101).
+    assert sender == "voicemail@pbx.example" and rcpts == ["sales@demo.example", "ivan.petrov@demo.example"]
     msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["To"] == "sales@demo.example, ivan.petrov@demo.example"
     assert msg["Subject"] == "Voicemail from +78121234567 (Sales voicemail, 0:18)"
     body = msg.get_body(("plain",)).get_content()
     assert "From:     +78121234567" in body and "Duration: 0:18" in body and "MSK" in body

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from orchestrator.core.actions import CallerKnown, CallInfo, LookupCaller
 from orchestrator.core.callflow import Context, opening
-from orchestrator.core.model import NumberMode, Target, TargetKind, TenantSnapshot
+from orchestrator.core.model import NumberMode, Target, TargetKind, TenantSnapshot, mail_recipients
 from orchestrator.core.model import Strategy
 from orchestrator.core.plan import Announce, Fax, Hold, MenuStep, Offer, Policy, Ring, Step, Voicemail, plan_target
 from orchestrator.core.strategy import NEEDS_STATE, PARALLEL, eligible, leg_delays, order
@@ -202,7 +202,9 @@ def _step_view(step: Step, snap: TenantSnapshot, ctx: Context, menus_seen: froze
             "answers, plays %s, then records up to %d s" % (step.greeting or ctx.policy.sound_voicemail_greeting, step.max_seconds),
         ]
         if box is not None:
-            details_v.append("box e-mail: %s" % box.email if box.email else "the box has no e-mail address")
+            owners = sorted((snap.employees[e] for e in box.owner_employee_ids if e in snap.employees), key=lambda e: e.extension)
+            to = mail_recipients([box.email, *(e.email for e in owners)])
+            details_v.append("e-mailed to: %s" % to if to else "nobody gets it by e-mail (no address on the box or its owners)")
         return StepView("voicemail", step.label, tuple(details_v))
     if isinstance(step, Announce):
         how = "answers and plays" if step.answer else "plays without answering"

@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import date
 from types import MappingProxyType
-from typing import Mapping, TypeVar
+from typing import Iterable, Mapping, TypeVar
 
 
 class TargetKind(str, enum.Enum):
@@ -224,6 +224,18 @@ class VoicemailBox:
     email: str | None = None
     owner_employee_ids: tuple[int, ...] = ()
     max_message_seconds: int = 120
+
+
+def mail_recipients(addresses: Iterable[str | None]) -> str | None:
+    """One ``To`` value for a box's messages and faxes: the box's own address first, then
+    its owners' (callers pass them in that order), each once (case-insensitive); None
+    when there is none."""
+    seen: dict[str, str] = {}
+    for address in addresses:
+        address = (address or "").strip()
+        if address and address.lower() not in seen:
+            seen[address.lower()] = address
+    return ", ".join(seen.values()) or None
 
 
 K = TypeVar("K")

@@ -11,7 +11,8 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from orchestrator.db.history import DIRECTIONS, MISSED_RESULTS, CallRecord, FaxMessage, MissedOffer, VoicemailMessage
-from orchestrator.db.models import Employee, Tenant, VoicemailBox
+from orchestrator.core.model import mail_recipients
+from orchestrator.db.models import Employee, Tenant, VoicemailBox, VoicemailBoxOwner
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,18 @@ class VoicemailNotice:
     recording_path: str
 
 
+def box_recipients(session: Session, tenant_id: int, box_id: int, box_email: str | None) -> str | None:
+    """Who a box's messages and faxes are e-mailed to, as one ``To`` value: the box's own
+    address, then every owner's (by extension), each once; None when nobody has one."""
+    owners = session.scalars(
+        select(Employee.email)
+        .join(VoicemailBoxOwner, (VoicemailBoxOwner.tenant_id == Employee.tenant_id) & (VoicemailBoxOwner.employee_id == Employee.id))
+        .where(VoicemailBoxOwner.tenant_id == tenant_id, VoicemailBoxOwner.box_id == box_id)
+        .order_by(Employee.extension)
+    ).all()
+    return mail_recipients([box_email, *owners])
+
+
 def voicemail_notice(session: Session, tenant_id: int, message_id: int) -> VoicemailNotice | None:
     """The message ``message_id`` of the tenant, with its box and e-mail; None if gone."""
     row = session.execute(
@@ -148,7 +161,8 @@ def voicemail_notice(session: Session, tenant_id: int, message_id: int) -> Voice
     message, box_name, email, tenant_name, tz = row
     return VoicemailNotice(
         tenant_id=tenant_id, message_id=message.id, tenant_name=tenant_name, timezone=tz or "UTC",
-        box_id=message.box_id, box_name=box_name, email=email, caller=message.caller,
+        box_id=message.box_id, box_name=box_name, email=box_recipients(session, tenant_id, message.box_id, email),
+        caller=message.caller,
         created_at=message.created_at, duration_ms=message.duration_ms, recording_path=message.recording_path,
     )
 
@@ -253,6 +267,7 @@ def fax_notice(session: Session, tenant_id: int, fax_id: int) -> FaxNotice | Non
     fax, box_name, email, tenant_name, tz = row
     return FaxNotice(
         tenant_id=tenant_id, fax_id=fax.id, tenant_name=tenant_name, timezone=tz or "UTC", box_name=box_name,
-        email=email, caller=fax.caller, created_at=fax.created_at, pages=fax.pages, success=fax.success,
+        email=box_recipients(session, tenant_id, fax.box_id, email), caller=fax.caller, created_at=fax.created_at,
+        pages=fax.pages, success=fax.success,
         result_text=fax.result_text, remote_station=fax.remote_station, document_path=fax.document_path,
     )
