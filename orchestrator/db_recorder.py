@@ -45,7 +45,7 @@ class DbRecorder:
                     call_uuid=call.uuid,
                     direction="outbound" if finished.outbound else "internal" if call.entry == "internal" else "inbound",
                     caller=call.caller_number,
-                    destination=call.destination,
+                    destination=finished.outbound_to or call.destination,  # outbound: the E.164 dialled
                     started_at=_at(started_ms),
                     answered_at=_ts(answered_ms),
                     ended_at=_at(ended_ms),
