@@ -215,3 +215,23 @@ def test_call_routed_with_the_crm_answer(crm, path, rung) -> None:
     assert time.monotonic() - started < 0.6
     (bridge,) = [a for a in d.actions if isinstance(a, Execute) and a.wait]
     assert [p.split("user/")[1].split("@")[0] for p in bridge.arg.split(",") if "user/" in p] == rung
+
+
+def test_last_agent_counts_an_answered_outbound_call_to_the_client(history) -> None:
+    factory, tid, emp = history
+    now = datetime.now(timezone.utc)
+    with factory.begin() as s:
+        # 101 called the client back 2 days ago (later than 102's answered call 5 days ago);
+        # an unanswered outbound call yesterday does not count.
+        record_call(s, tid, call_uuid="o1", direction="outbound", caller="101", destination="+78121234567",
+                    started_at=now - timedelta(days=2), answered_by_employee_id=emp["h.example/101"])
+        record_call(s, tid, call_uuid="o2", direction="outbound", caller="102", destination="+78121234567",
+                    started_at=now - timedelta(days=1), answered_by_employee_id=None)
+        # an internal call to an extension with the same digits is no client call
+        record_call(s, tid, call_uuid="o3", direction="internal", caller="102", destination="+78121234567",
+                    started_at=now - timedelta(hours=1), answered_by_employee_id=emp["h.example/102"])
+    lookups = CallerLookups(DbHistory(factory, lambda fn, *a: fn(*a)), CrmClient(), lambda: int(time.time() * 1000))
+    known = lookups.answer(tid, "h.example", "+78121234567", lookup("last_agent"))
+    assert known.employee_id == emp["h.example/101"]
+    known = lookups.answer(tid, "h.example", "+78121234567", lookup("last_agent", days=1))
+    assert known.employee_id is None  # the only answered one inside a day was internal

@@ -17,6 +17,8 @@ class CallRecord(TenantScoped, Base):
         CheckConstraint("direction IN ('inbound', 'internal', 'outbound')", name="direction"),
         # the last agent of a caller: their latest answered call (caller rules)
         Index("ix_call_record_tenant_caller", "tenant_id", "caller", "started_at"),
+        # ... and the clients employees called out to (outbound rows keep the E.164 dialled)
+        Index("ix_call_record_tenant_destination", "tenant_id", "destination", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -202,22 +202,26 @@ class LastAgent:
 
 
 def last_agent(session: Session, tenant_id: int, callers: tuple[str, ...], now: datetime, days: int) -> LastAgent | None:
-    """The employee who answered the latest call of ``callers`` (the forms the number
-    may have been recorded in) within ``days`` before ``now``; None if nobody did.
-    One indexed query (``ix_call_record_tenant_caller``)."""
+    """The employee who last talked with ``callers`` (the forms the number may have been
+    recorded in) within ``days`` before ``now``: who answered their latest call, or
+    called them (an answered outbound call), whichever is later; None if nobody did.
+    Two indexed queries (``ix_call_record_tenant_caller`` / ``_destination``)."""
     if not callers:
         return None
-    row = session.execute(
-        select(CallRecord.answered_by_employee_id, CallRecord.started_at)
-        .where(CallRecord.tenant_id == tenant_id, CallRecord.caller.in_(callers),
-               CallRecord.started_at >= now - timedelta(days=days),
-               CallRecord.answered_by_employee_id.is_not(None))
-        .order_by(CallRecord.started_at.desc())
-        .limit(1)
-    ).first()
-    if row is None or row[0] is None:
-        return None
-    return LastAgent(row[0], row[1])
+    since = now - timedelta(days=days)
+    latest = None
+    for match in (CallRecord.caller.in_(callers),
+                  (CallRecord.direction == "outbound") & CallRecord.destination.in_(callers)):
+        row = session.execute(
+            select(CallRecord.answered_by_employee_id, CallRecord.started_at)
+            .where(CallRecord.tenant_id == tenant_id, match, CallRecord.started_at >= since,
+                   CallRecord.answered_by_employee_id.is_not(None))
+            .order_by(CallRecord.started_at.desc())
+            .limit(1)
+        ).first()
+        if row is not None and row[0] is not None and (latest is None or row[1] > latest[1]):
+            latest = row
+    return LastAgent(latest[0], latest[1]) if latest is not None else None
 
 
 def record_fax(session: Session, tenant_id: int, box_id: int, caller: str, call_uuid: str, document_path: str,

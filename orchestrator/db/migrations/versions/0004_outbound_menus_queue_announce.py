@@ -1,5 +1,5 @@
 """Outbound caller ID per department and number dial codes, "back" in voice menus,
-queue announcement interval.
+queue announcement interval, the call-history index of outbound calls' destinations.
 
 Revision ID: 0004
 Revises: 0003
@@ -18,6 +18,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_index('ix_call_record_tenant_destination', 'call_record', ['tenant_id', 'destination', 'started_at'])
     with op.batch_alter_table('department') as batch:
         batch.add_column(sa.Column('outbound_caller_id', sa.String(length=32), nullable=True))
         batch.add_column(sa.Column('queue_announce_every', sa.Integer(), server_default='30', nullable=False))
@@ -43,3 +44,4 @@ def downgrade() -> None:
         batch.drop_constraint(op.f('ck_department_queue_announce'), type_='check')
         batch.drop_column('queue_announce_every')
         batch.drop_column('outbound_caller_id')
+    op.drop_index('ix_call_record_tenant_destination', table_name='call_record')
