@@ -109,12 +109,13 @@ class DepartmentView(TenantScopedView):
     form_columns = ("tenant", "name", "extension", "strategy", "ring_seconds", "no_answer_timeout",
                     "no_answer_kind", "no_answer_ref_id", "no_answer_number", "no_answer_sound", "wrapup_seconds",
                     "pause_after_missed", "stats_window_days", "queue_music", "queue_announcement", "queue_announce_position", "queue_max_wait",
-                    "queue_max_length", "queue_callback_allowed", "queue_callback_key", "members")
+                    "queue_max_length", "queue_callback_allowed", "queue_callback_key", "outbound_caller_id", "members")
     form_choices = target_choices("no_answer")
     field_map = {"queue": "queue_max_wait"}
 
     def __init__(self, db: scoped_session, **kw: Any) -> None:
-        self.form_args = target_form_args("no_answer", "No answer")
+        self.form_args = {**target_form_args("no_answer", "No answer"), "outbound_caller_id": {
+            "label": "Outbound caller ID (members without their own; one of the company's numbers)"}}
         self.inline_models = [(DepartmentMember, {
             "form_columns": ("id", "employee", "order", "weight", "escalation_offset"),
             "form_args": {"employee": scoped_picker(db, Employee)},
@@ -140,13 +141,14 @@ class PhoneNumberView(TenantScopedView):
     column_filters = ("e164", "mode")
     column_searchable_list = ("e164",)
     column_default_sort = "e164"
-    form_columns = ("tenant", "e164", "mode", "schedule", "work_kind", "work_ref_id", "work_number", "work_sound",
+    form_columns = ("tenant", "e164", "dial_code", "mode", "schedule", "work_kind", "work_ref_id", "work_number", "work_sound",
                     "after_hours_kind", "after_hours_ref_id", "after_hours_number", "after_hours_sound")
     form_choices = target_choices("work", "after_hours")
     field_map = {"number": "e164"}
 
     def __init__(self, db: scoped_session, **kw: Any) -> None:
         self.form_args = {**target_form_args("work", "Work hours"), **target_form_args("after_hours", "After hours"),
+                          "dial_code": {"label": "Dial code (employees call out with this number by dialling *7<code>*<number>)"},
                           "schedule": scoped_picker(db, Schedule)}
         super().__init__(PhoneNumber, db, **kw)
 
@@ -182,7 +184,8 @@ class VoiceMenuView(TenantScopedView):
     column_list = ("tenant", "name", "extension", "timeout_seconds", "default_kind", "direct_dial")
     column_filters = ("name", "extension")
     form_columns = ("tenant", "name", "extension", "greeting", "timeout_seconds", "default_kind", "default_ref_id",
-                    "default_number", "default_sound", "invalid_sound", "max_invalid", "direct_dial", "options")
+                    "default_number", "default_sound", "invalid_sound", "max_invalid", "direct_dial", "back_digit",
+                    "options")
     form_choices = target_choices("default")
     inline_models = [(VoiceMenuOption, {
         "form_columns": ("id", "digit", "target_kind", "target_ref_id", "target_number", "target_sound"),
@@ -191,7 +194,8 @@ class VoiceMenuView(TenantScopedView):
     })]
 
     def __init__(self, db: scoped_session, **kw: Any) -> None:
-        self.form_args = target_form_args("default", "Default (no key pressed)")
+        self.form_args = {**target_form_args("default", "Default (no key pressed)"), "back_digit": {
+            "label": "Back digit (returns to the menu the caller came from), e.g. *"}}
         super().__init__(VoiceMenu, db, **kw)
 
 

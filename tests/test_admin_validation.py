@@ -243,3 +243,39 @@ def test_fax_target_on_a_number(client: FlaskClient, factory: sessionmaker) -> N
     assert page.status_code == 200 and "no voicemail box" in page.get_data(as_text=True)
     data["work_ref_id"] = str(demo_id(factory, db.VoicemailBox, name="Sales voicemail"))
     assert client.post("/admin/number/new/", data=data).status_code == 302
+
+
+# ------------------------------------------------------------------ outbound calls, menu "back"
+
+
+def test_department_caller_id_must_be_one_of_the_companys_numbers(client: FlaskClient, factory: sessionmaker) -> None:
+    url = "/admin/department/edit/?id=%d" % demo_id(factory, db.Department, extension="200")
+    form = scrape(client, url)
+    page = client.post(url, data={**form.data, "outbound_caller_id": "+74957770000"})  # tenant B's number
+    assert page.status_code == 200 and "is not a number of this tenant" in page.get_data(as_text=True)
+    assert client.post(url, data={**form.data, "outbound_caller_id": "+74950000002"}).status_code == 302
+    with factory() as s:
+        assert s.get(db.Department, demo_id(factory, db.Department, extension="200")).outbound_caller_id == "+74950000002"
+
+
+def test_number_dial_codes_are_digits_and_unique(client: FlaskClient, factory: sessionmaker) -> None:
+    first = "/admin/number/edit/?id=%d" % demo_id(factory, db.PhoneNumber, e164="+74950000001")
+    second = "/admin/number/edit/?id=%d" % demo_id(factory, db.PhoneNumber, e164="+74950000002")
+    page = client.post(first, data={**scrape(client, first).data, "dial_code": "1a"}).get_data(as_text=True)
+    assert "dial code must be 1-3 digits" in page
+    assert client.post(first, data={**scrape(client, first).data, "dial_code": "1"}).status_code == 302
+    page = client.post(second, data={**scrape(client, second).data, "dial_code": "1"}).get_data(as_text=True)
+    assert "dial code 1 is used twice" in page
+    assert client.post(second, data={**scrape(client, second).data, "dial_code": ""}).status_code == 302
+    with factory() as s:
+        codes = dict(s.execute(select(db.PhoneNumber.e164, db.PhoneNumber.dial_code)).all())
+    assert codes["+74950000001"] == "1" and codes["+74950000002"] is None  # blank = no code
+
+
+def test_menu_back_digit_cannot_be_an_option_or_the_terminator(client: FlaskClient, factory: sessionmaker) -> None:
+    url = "/admin/menu/edit/?id=%d" % demo_id(factory, db.VoiceMenu, name="Main")
+    form = scrape(client, url)
+    for digit, message in (("1", "digit 1 is also an option of this menu"), ("#", "back digit must be one of 0-9 or *")):
+        page = client.post(url, data={**form.data, "back_digit": digit})
+        assert page.status_code == 200 and message in page.get_data(as_text=True)
+    assert client.post(url, data={**form.data, "back_digit": "*"}).status_code == 302

@@ -355,11 +355,9 @@ class PhoneNumber(WorkTarget, AfterHoursTarget, TenantScoped, Base):  # type: ig
     )
 
     @validates("dial_code")
-    def _check_dial_code(self, key: str, value: str | None) -> str | None:
-        value = (value or "").strip() or None
-        if value is not None and not (value.isdigit() and len(value) <= 3 and value.isascii()):
-            raise ValueError("dial code must be 1-3 digits (dialled as *7<code>*<number>)")
-        return value
+    def _blank_dial_code(self, key: str, value: str | None) -> str | None:
+        # "" from a form is no code; the digits rule is tenant_doc.rules.check_dial_code
+        return (value or "").strip() or None
 
     def __str__(self) -> str:
         return self.e164
