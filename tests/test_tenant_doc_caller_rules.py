@@ -101,6 +101,10 @@ def test_document_with_every_rule_kind_is_valid() -> None:
     ("    values: [RU, KZ]\n", "    values: [RU, Russia]\n", "caller_rules[5].values[1]", "Russia", "country code"),
     ('    values: ["+7812"]\n', '    values: ["7812"]\n', "caller_rules[4].values[0]", '"7812"', "prefix"),
     ("    values: [St Petersburg]\n", "    values: []\n", "caller_rules[2].values", "values: []", "required"),
+    # a misspelt place would never match: refused, with the geocoder's nearest names
+    ("    values: [St Petersburg]\n", "    values: [Sankt Peterburg]\n", "caller_rules[2].values[0]",
+     "Sankt Peterburg", "no city 'Sankt Peterburg' in the geocoder's place names (English, as pbx-explain shows "
+     "them); did you mean St. Petersburg"),
     ("    match: last_agent\n", "    match: last_agent\n    values: [x]\n", "caller_rules[6].values",
      "values: [x]", "not used by a last_agent rule"),
     ("    target: {employee: \"101\"}\n", "", "caller_rules[0].target", "  - name: VIP", "is required"),

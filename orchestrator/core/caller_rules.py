@@ -26,6 +26,8 @@ The employee found rings first, if logged in; the rule's target (its fallback) f
 """
 from __future__ import annotations
 
+import difflib
+import functools
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -95,6 +97,37 @@ def caller_facts(caller: str, dialed_e164: str = "") -> CallerFacts:
     if place == country_name:
         place = ""
     return CallerFacts(number, True, phonenumbers.region_code_for_number(parsed) or "", country_name, place)
+
+
+@functools.lru_cache(maxsize=2)
+def place_names(kind: CallerMatch) -> Mapping[str, str]:
+    """Every place the geocoder can name (English), normalised -> as written: for CITY the
+    first part of its names ("St Petersburg", "Petersburg"), for REGION the whole names
+    and their last parts ("Moscow", "IL"). Built once (~0.1 s): the geocoder's data is
+    already loaded by ``caller_facts``' module."""
+    from phonenumbers.geodata import GEOCODE_DATA
+
+    names: dict[str, str] = {}
+    for by_lang in GEOCODE_DATA.values():
+        place = by_lang.get("en")
+        if not place:
+            continue
+        parts = [place.split(",")[0].strip()] if kind is CallerMatch.CITY else [place, place.split(",")[-1].strip()]
+        for part in parts:
+            names.setdefault(normalize_place(part), part)
+    return names
+
+
+def unknown_place(kind: CallerMatch, value: str) -> str | None:
+    """Why ``value`` can never match a city / region rule (no such place name in the
+    geocoder), with the nearest names it knows; None when it is known."""
+    names = place_names(kind)
+    if normalize_place(value) in names:
+        return None
+    wanted = normalize_place(value)
+    near = difflib.get_close_matches(wanted, list(names), n=3, cutoff=0.75) or sorted(n for n in names if wanted in n)[:3]
+    hint = "; did you mean %s?" % ", ".join(names[n] for n in near) if near else ""
+    return "no %s %r in the geocoder's place names (English, as pbx-explain shows them)%s" % (kind.value, value, hint)
 
 
 def normalize_place(text: str) -> str:

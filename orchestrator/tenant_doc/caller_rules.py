@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from orchestrator.core.caller_rules import unknown_place
 from orchestrator.core.model import LOOKUP_MATCHES, CallerMatch
 from orchestrator.tenant_doc import rules
 from orchestrator.tenant_doc.checker import Checker
@@ -102,6 +103,11 @@ def _rule(c: Checker, p: str, r: dict, read_target: TargetReader) -> dict[str, A
     match = c.text(r, "match", p, required=True, rule=lambda v: rules.check_choice(v, MATCHES))
     lookup = match in LOOKUPS
     items, bad_values = _texts(c, r, "values", p, VALUE_RULES.get(match or ""))
+    if match in (CallerMatch.CITY.value, CallerMatch.REGION.value):
+        kind = CallerMatch(match)
+        for i, value in items:  # a misspelt place would silently never match
+            if problem := unknown_place(kind, value):
+                c.error(join(join(p, "values"), i), problem)
     values = [v.upper() if match == CallerMatch.COUNTRY.value else v for _, v in items]
     if match is not None and not lookup and not values and not bad_values:
         c.error(join(p, "values"), "is required for a %s rule: the %s to match" % (match, {
