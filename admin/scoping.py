@@ -178,6 +178,19 @@ def _tolerant(validate: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return check
 
 
+def _blank_targets_to_none(model: Any) -> None:
+    """A route target's "(none)" kind posts empty strings for its four columns
+    (``<name>_kind``, ``_ref_id``, ``_number``, ``_sound``; ``orchestrator.db.targets``):
+    an optional target left empty is stored as no target at all."""
+    table = getattr(model, "__table__", None)
+    kinds = [c.name[:-len("_kind")] for c in table.columns if c.name.endswith("_kind")] if table is not None else []
+    for name in kinds:
+        for part in ("kind", "ref_id", "number", "sound"):
+            column = "%s_%s" % (name, part)
+            if hasattr(model, column) and getattr(model, column) == "":
+                setattr(model, column, None)
+
+
 class TenantScopedView(SecureView):
     """Rows with a ``tenant_id``: scoped lists, counts, single rows, pickers and saves.
 
@@ -260,6 +273,7 @@ class TenantScopedView(SecureView):
             if not model.name:
                 form.name.errors = list(form.name.errors) + ["Enter a name: it cannot be blank."]
                 raise ValidationError("Enter a name: it cannot be blank.")
+        _blank_targets_to_none(model)
         self.before_validation(model, is_created)
         problems = errors_for(self.session, tenant_id, model)
         if problems:

@@ -108,7 +108,8 @@ class DepartmentView(TenantScopedView):
     column_default_sort = "extension"
     form_columns = ("tenant", "name", "extension", "strategy", "ring_seconds", "no_answer_timeout",
                     "no_answer_kind", "no_answer_ref_id", "no_answer_number", "no_answer_sound", "wrapup_seconds",
-                    "pause_after_missed", "stats_window_days", "queue_music", "queue_announcement", "queue_announce_position", "queue_max_wait",
+                    "pause_after_missed", "stats_window_days", "queue_music", "queue_announcement", "queue_announce_position",
+                    "queue_announce_every", "queue_max_wait",
                     "queue_max_length", "queue_callback_allowed", "queue_callback_key", "outbound_caller_id", "members")
     form_choices = target_choices("no_answer")
     field_map = {"queue": "queue_max_wait"}
@@ -365,8 +366,3 @@ class CallerRuleView(TenantScopedView):
             setattr(model, column, "\n".join(split_lines(getattr(model, column))))
         if model.crm_url is not None and not model.crm_url.strip():
             model.crm_url = None
-        # "(none)" submits empty strings: an optional target (last agent / CRM without a
-        # fallback, block without an announcement) is stored as no target at all.
-        for part in ("kind", "ref_id", "number", "sound"):
-            if getattr(model, "target_" + part) == "":
-                setattr(model, "target_" + part, None)

@@ -279,3 +279,20 @@ def test_menu_back_digit_cannot_be_an_option_or_the_terminator(client: FlaskClie
         page = client.post(url, data={**form.data, "back_digit": digit})
         assert page.status_code == 200 and message in page.get_data(as_text=True)
     assert client.post(url, data={**form.data, "back_digit": "*"}).status_code == 302
+
+
+def test_none_as_an_optional_target_kind_saves_no_target(client: FlaskClient, factory: sessionmaker) -> None:
+    """"(none)" posts empty strings for a target's four columns: stored as no target."""
+    dep_id = demo_id(factory, db.Department, extension="300")
+    url = "/admin/department/edit/?id=%d" % dep_id
+    form = scrape(client, url)
+    blank = {"no_answer_kind": "", "no_answer_ref_id": "", "no_answer_number": "", "no_answer_sound": ""}
+    page = client.post(url, data={**form.data, **blank})
+    assert page.status_code == 302, page.get_data(as_text=True)
+    with factory() as s:
+        dep = s.get(db.Department, dep_id)
+        assert (dep.no_answer_kind, dep.no_answer_ref_id, dep.no_answer_number, dep.no_answer_sound) == (None,) * 4
+    menu_url = "/admin/menu/edit/?id=%d" % demo_id(factory, db.VoiceMenu, name="Main")
+    form = scrape(client, menu_url)
+    blank = {"default_kind": "", "default_ref_id": "", "default_number": "", "default_sound": ""}
+    assert client.post(menu_url, data={**form.data, **blank}).status_code == 302
