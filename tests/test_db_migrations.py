@@ -95,3 +95,38 @@ def test_0003_accepts_fax_targets_and_downgrade_clears_them(empty_url: str) -> N
         assert "caller_rule" not in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_upgrading_keeps_every_row_of_tables_that_are_rebuilt(empty_url: str) -> None:
+    """SQLite rebuilds a table to change its constraints (batch mode); with foreign keys
+    enforced, dropping the old tenant/department/menu table would cascade to every row
+    that references it. An upgrade from 0003 with data must keep all of it."""
+    upgrade(empty_url, "0003")
+    engine = make_engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO tenant (id, name, sip_domain, timezone, enabled, max_concurrent_calls,"
+                              " routing_version, created_at) VALUES (1, 'T', 't.example', 'UTC', true, 0, 1, CURRENT_TIMESTAMP)"))
+            conn.execute(text("INSERT INTO employee (id, tenant_id, name, extension, role, ring_seconds, logged_in,"
+                              " sip_password) VALUES (3, 1, 'Anna', '101', 'user', 20, true, 'x')"))
+            conn.execute(text("INSERT INTO department (id, tenant_id, name, extension, strategy, ring_seconds,"
+                              " no_answer_timeout, wrapup_seconds, queue_announce_position, queue_max_wait,"
+                              " queue_max_length, queue_callback_allowed, queue_callback_key)"
+                              " VALUES (4, 1, 'Sales', '200', 'ring_all', 20, 60, 0, false, 300, 0, false, '1')"))
+            conn.execute(text('INSERT INTO department_member (id, tenant_id, department_id, employee_id, "order",'
+                              " weight, escalation_offset) VALUES (1, 1, 4, 3, 0, 5, 0)"))
+            conn.execute(text("INSERT INTO voice_menu (id, tenant_id, name, timeout_seconds, max_invalid, direct_dial)"
+                              " VALUES (7, 1, 'Main', 5, 3, true)"))
+            conn.execute(text("INSERT INTO voice_menu_option (id, tenant_id, menu_id, digit, target_kind, target_ref_id)"
+                              " VALUES (1, 1, 7, '1', 'department', 4)"))
+            conn.execute(text("INSERT INTO phone_number (id, tenant_id, e164, mode, work_kind, work_ref_id)"
+                              " VALUES (1, 1, '+74950000001', 'always', 'menu', 7)"))
+        upgrade(empty_url)
+        with engine.connect() as conn:
+            for table in ("tenant", "employee", "department", "department_member", "voice_menu", "voice_menu_option",
+                          "phone_number"):
+                assert conn.execute(text("SELECT count(*) FROM %s" % table)).scalar() == 1, table
+            assert conn.execute(text("SELECT forward_caller_id FROM tenant")).scalar() == "caller"
+            assert conn.execute(text("SELECT queue_announce_every FROM department")).scalar() == 30
+    finally:
+        engine.dispose()

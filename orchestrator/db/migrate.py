@@ -20,11 +20,29 @@ def _config() -> Config:
 
 def _run(url_or_engine: str | Engine, action: str, revision: str) -> None:
     engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+    sqlite = engine.dialect.name == "sqlite"
     try:
-        with engine.begin() as connection:
-            config = _config()
-            config.attributes["connection"] = connection
-            getattr(command, action)(config, revision)
+        with engine.connect() as connection:
+            if sqlite:
+                # SQLite changes a table's constraints by copying it into a new table and
+                # dropping the old one (Alembic's batch mode). With foreign keys enforced,
+                # that DROP deletes every row that references the table (ON DELETE
+                # CASCADE): a tenant's employees, menus ... So enforcement is off while
+                # migrating (the PRAGMA is ignored inside a transaction, hence before
+                # it) and the result is checked before it is committed.
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()  # ends SQLAlchemy's autobegun transaction (pysqlite sent no BEGIN)
+            with connection.begin():
+                config = _config()
+                config.attributes["connection"] = connection
+                getattr(command, action)(config, revision)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError("migration left rows pointing nowhere: %r" % broken[:10])
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
     finally:
         if isinstance(url_or_engine, str):
             engine.dispose()
