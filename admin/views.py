@@ -59,7 +59,9 @@ class TenantView(SecureView):
     column_list = ("id", "name", "sip_domain", "timezone", "enabled", "max_concurrent_calls", "routing_version")
     column_filters = ("enabled", "timezone")
     column_searchable_list = ("name", "sip_domain")
-    form_columns = ("name", "sip_domain", "timezone", "enabled", "max_concurrent_calls")
+    form_columns = ("name", "sip_domain", "timezone", "enabled", "max_concurrent_calls", "forward_caller_id")
+    form_choices = {"forward_caller_id": [("caller", "the caller's number"), ("number", "the company number that was called")]}
+    form_args = {"forward_caller_id": {"label": "Forwarded calls (external targets, mobiles) show"}}
 
     def on_model_change(self, form: Any, model: Tenant, is_created: bool) -> None:
         for field, problem in (("sip_domain", rules.check_domain(model.sip_domain or "")),

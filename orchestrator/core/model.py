@@ -257,6 +257,10 @@ class TenantSnapshot:
     enabled: bool = True
     max_concurrent_calls: int = 0  # 0 = unlimited
     version: int = 0
+    # What external phones see when a call is forwarded to them (an external target, an
+    # employee's mobile): "caller" (the caller's own number) or "number" (the tenant's
+    # number that was called). Employees' own calls always show their outbound caller ID.
+    forward_caller_id: str = "caller"
     employees: Mapping[int, Employee] = field(default_factory=dict)
     departments: Mapping[int, Department] = field(default_factory=dict)
     numbers: Mapping[str, PhoneNumber] = field(default_factory=dict)

@@ -58,6 +58,12 @@ def _default_caller_id(snap: TenantSnapshot, emp: Employee) -> tuple[str, str]:
     return "", "the tenant has no number"
 
 
+def employee_caller_id(snap: TenantSnapshot, user: str) -> str:
+    """The number ``user``'s calls out show without the feature code ("" if none)."""
+    emp = _employee(snap, user)
+    return _default_caller_id(snap, emp)[0] if emp is not None else ""
+
+
 def _region(e164: str) -> str | None:
     try:
         return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))

@@ -32,6 +32,9 @@ class Policy:
     external_ring_seconds: int = 60
     max_route_hops: int = 8
     menu_digit_timeout_ms: int = 2000
+    # Per call (``routing.forward_caller_id``): the caller ID external legs show; "" leaves
+    # FreeSWITCH's default (the caller's own).
+    forward_caller_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,11 +127,15 @@ class Hold:
 Step = Union[Ring, Voicemail, Announce, MenuStep, Offer, Hold, Fax]
 
 
-def _leg(endpoint: str, timeout: int, label: str, owner: int | None, owners: dict[str, int], new_id: Callable[[], str], delay: int = 0) -> Leg:
+def _leg(endpoint: str, timeout: int, label: str, owner: int | None, owners: dict[str, int], new_id: Callable[[], str],
+         delay: int = 0, caller_id: str = "") -> Leg:
     leg_uuid = new_id()
     if owner is not None:
         owners[leg_uuid] = owner
-    return Leg(endpoint, timeout, delay, label, (("origination_uuid", leg_uuid),))
+    variables: tuple[tuple[str, str], ...] = (("origination_uuid", leg_uuid),)
+    if caller_id:  # switch_ivr_originate.c: the new leg's caller ID number
+        variables += (("origination_caller_id_number", caller_id),)
+    return Leg(endpoint, timeout, delay, label, variables)
 
 
 def _ring(legs: list[Leg], call_timeout: int, label: str, owners: dict[str, int]) -> Ring:
@@ -168,7 +175,7 @@ def _employee_legs(emp: Employee, domain: str, policy: Policy, new_id: Callable[
         mobile = external_endpoint(policy.external_dial_template, emp.mobile)
         return [
             _leg(desk, total, "desk %s" % emp.extension, emp.id, owners, new_id),
-            _leg(mobile, total, "mobile of %s" % emp.extension, emp.id, owners, new_id, delay),
+            _leg(mobile, total, "mobile of %s" % emp.extension, emp.id, owners, new_id, delay, policy.forward_caller_id),
         ]
     return [_leg(desk, emp.ring_seconds, "desk %s" % emp.extension, emp.id, owners, new_id)]
 
@@ -211,7 +218,8 @@ def plan_target(
     if kind is TargetKind.EXTERNAL:
         number = target.number or ""
         owners = {}
-        legs = [_leg(external_endpoint(policy.external_dial_template, number), policy.external_ring_seconds, number, None, owners, new_id)]
+        legs = [_leg(external_endpoint(policy.external_dial_template, number), policy.external_ring_seconds, number, None, owners,
+                     new_id, caller_id=policy.forward_caller_id)]
         return [_ring(legs, _cap(legs), "external %s" % number, owners), Announce(policy.sound_unavailable, "external %s did not answer" % number)]
     if kind is TargetKind.ANNOUNCEMENT:
         return [Announce(target.sound or policy.sound_unavailable, "announcement")]

@@ -6,7 +6,7 @@ from typing import Mapping
 
 from orchestrator.core.actions import CallerKnown, CallInfo
 from orchestrator.core.caller_rules import Verdict, caller_facts, evaluate
-from orchestrator.core.outbound import Outbound, decide as decide_outbound
+from orchestrator.core.outbound import Outbound, decide as decide_outbound, employee_caller_id
 from orchestrator.core.model import NumberMode, PhoneNumber, RoutingIndex, Schedule, Target, TenantSnapshot
 from orchestrator.core.schedule import is_open
 
@@ -88,6 +88,23 @@ def entry_target(snapshot: TenantSnapshot, call: CallInfo, now_ms: int, answers:
     if verdict.agent is not None:  # the agent first, then as the schedule says
         return Entry(scheduled.target, "%s, then %s" % (verdict.note, scheduled.note), verdict)
     return Entry(scheduled.target, scheduled.note, verdict)
+
+
+def forward_caller_id(snapshot: TenantSnapshot, call: CallInfo) -> str:
+    """The caller ID an external phone sees when this call is forwarded to it (an
+    external target, an employee's mobile), by the tenant's ``forward_caller_id``
+    policy: the caller's own number, or the tenant's number that was called. A caller
+    without a plain number (anonymous) shows the tenant's number; an employee's call
+    shows their outbound caller ID (``core.outbound``), never their extension."""
+    if call.entry == "internal":
+        return employee_caller_id(snapshot, call.caller_user)
+    number = find_number(snapshot, call.destination)
+    own = number.e164 if number is not None else ""
+    caller = call.caller_number.strip()
+    plain = caller.lstrip("+").isdigit() and 3 <= len(caller.lstrip("+")) <= 20 and caller.count("+") <= 1
+    if snapshot.forward_caller_id == "number" or not plain:
+        return own
+    return caller
 
 
 def scheduled_target(snapshot: TenantSnapshot, number: PhoneNumber, now_ms: int) -> Entry:

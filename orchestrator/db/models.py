@@ -60,6 +60,7 @@ class Tenant(Base):
     __table_args__ = (
         CheckConstraint("max_concurrent_calls >= 0", name="max_calls"),
         CheckConstraint("routing_version >= 1", name="routing_version"),
+        CheckConstraint("forward_caller_id IN ('caller', 'number')", name="forward_caller_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -68,6 +69,8 @@ class Tenant(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     max_concurrent_calls: Mapped[int] = mapped_column(Integer, default=0)
+    # forwarded calls show the caller's number ("caller") or the number called ("number")
+    forward_caller_id: Mapped[str] = mapped_column(String(8), default="caller", server_default="caller")
     routing_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

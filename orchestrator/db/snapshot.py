@@ -121,6 +121,7 @@ def load_tenant_snapshot(session: Session, tenant_id: int) -> TenantSnapshot | N
     return TenantSnapshot(
         tenant_id=tenant.id, name=tenant.name, sip_domain=tenant.sip_domain, timezone=tenant.timezone,
         enabled=tenant.enabled, max_concurrent_calls=tenant.max_concurrent_calls,
+        forward_caller_id=tenant.forward_caller_id or "caller",
         version=tenant.routing_version,
         employees={e.id: _employee(e) for e in _rows(session, Employee, tenant_id, Employee.id)},
         departments={

@@ -67,8 +67,8 @@ def _prune(item: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
 EMPLOYEE_DEFAULTS = {"role": "user", "ring_seconds": 20, "logged_in": True}
 DEPARTMENT_DEFAULTS = {"strategy": "ring_all", "ring_seconds": 20, "no_answer_timeout": 60, "wrapup_seconds": 0,
                        "pause_after_missed": 0, "stats_window_days": 1}
-QUEUE_DEFAULTS = {"announce_position": False, "max_wait": 300, "max_length": 0, "callback_allowed": False,
-                  "callback_key": "1"}
+QUEUE_DEFAULTS = {"announce_position": False, "announce_every": 30, "max_wait": 300, "max_length": 0,
+                  "callback_allowed": False, "callback_key": "1"}
 MENU_DEFAULTS = {"timeout_seconds": 5, "max_invalid": 3, "direct_dial": True}
 BOX_DEFAULTS = {"max_message_seconds": 120}
 
@@ -117,10 +117,11 @@ def _document(session: Session, tid: int, with_secrets: bool, pending: bool) -> 
         return Flow({t.kind: t.number if t.kind == "external" else t.sound})
 
     origins: Origins = {}
-    doc: dict[str, Any] = {"tenant": {
+    doc: dict[str, Any] = {"tenant": _prune({
         "name": tenant.name, "sip_domain": tenant.sip_domain, "timezone": tenant.timezone,
         "enabled": tenant.enabled, "max_concurrent_calls": tenant.max_concurrent_calls,
-    }}
+        "forward_caller_id": tenant.forward_caller_id,
+    }, {"forward_caller_id": "caller"})}
     out: list[dict[str, Any]] = []
     for i, e in enumerate(employees):
         origins[join("employees", i)] = (Employee, e)
@@ -137,8 +138,8 @@ def _document(session: Session, tid: int, with_secrets: bool, pending: bool) -> 
     for i, d in enumerate(departments):
         origins[join("departments", i)] = (Department, d)
         queue = _prune({k: getattr(d, "queue_" + k) for k in (
-            "music", "announcement", "announce_position", "max_wait", "max_length", "callback_allowed",
-            "callback_key")}, QUEUE_DEFAULTS)
+            "music", "announcement", "announce_position", "announce_every", "max_wait", "max_length",
+            "callback_allowed", "callback_key")}, QUEUE_DEFAULTS)
         members = []
         for j, m in enumerate(sorted(d.members, key=lambda m: (m.order or 0, m.id or 0))):
             members.append(_prune({

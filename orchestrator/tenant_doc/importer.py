@@ -64,7 +64,7 @@ def import_tenant(session: Session, text: str, *, replace: bool = False, source:
     if tenant is None:
         tenant = Tenant(sip_domain=t["sip_domain"], name=t["name"], timezone=t["timezone"])
         session.add(tenant)
-    for key in ("name", "timezone", "enabled", "max_concurrent_calls"):
+    for key in ("name", "timezone", "enabled", "max_concurrent_calls", "forward_caller_id"):
         setattr(tenant, key, t[key])
     session.flush()
     _Writer(session, tenant.id, data).write()

@@ -18,14 +18,14 @@ from orchestrator.tenant_doc.source import Document, join
 from orchestrator.tenant_doc.targets import parse_target
 
 TOP_KEYS = ("tenant", "employees", "departments", "voicemail_boxes", "menus", "schedules", "numbers", "caller_rules")
-TENANT_KEYS = ("name", "sip_domain", "timezone", "enabled", "max_concurrent_calls")
+TENANT_KEYS = ("name", "sip_domain", "timezone", "enabled", "max_concurrent_calls", "forward_caller_id")
 EMPLOYEE_KEYS = ("name", "extension", "email", "role", "mobile", "forward_to_mobile_after", "ring_seconds",
                  "outbound_caller_id", "logged_in", "voicemail", "sip_password")
 DEPARTMENT_KEYS = ("name", "extension", "strategy", "ring_seconds", "no_answer_timeout", "no_answer",
                    "wrapup_seconds", "pause_after_missed", "stats_window_days", "queue", "members",
                    "outbound_caller_id")
-QUEUE_KEYS = ("music", "announcement", "announce_position", "max_wait", "max_length", "callback_allowed",
-              "callback_key")
+QUEUE_KEYS = ("music", "announcement", "announce_position", "announce_every", "max_wait", "max_length",
+              "callback_allowed", "callback_key")
 MEMBER_KEYS = ("employee", "order", "weight", "escalation_offset")
 BOX_KEYS = ("name", "extension", "greeting", "email", "owners", "max_message_seconds")
 MENU_KEYS = ("name", "extension", "greeting", "timeout_seconds", "options", "default", "invalid_sound",
@@ -86,6 +86,8 @@ def _tenant(c: Checker, data: dict) -> dict[str, Any]:
         "timezone": c.text(t, "timezone", "tenant", rule=rules.check_timezone) or "UTC",
         "enabled": c.boolean(t, "enabled", "tenant", True),
         "max_concurrent_calls": c.integer(t, "max_concurrent_calls", "tenant", 0, minimum=0),
+        "forward_caller_id": c.text(t, "forward_caller_id", "tenant",
+                                    rule=lambda v: rules.check_choice(v, ("caller", "number"))) or "caller",
     }
 
 
@@ -167,6 +169,7 @@ def _department(c: Checker, p: str, d: dict) -> dict[str, Any]:
         queue = {
             "music": c.text(q, "music", qp), "announcement": c.text(q, "announcement", qp),
             "announce_position": c.boolean(q, "announce_position", qp, False),
+            "announce_every": c.integer(q, "announce_every", qp, 30, minimum=5, maximum=600),
             "max_wait": c.integer(q, "max_wait", qp, 300, minimum=1, maximum=86400),
             "max_length": c.integer(q, "max_length", qp, 0, minimum=0),
             "callback_allowed": c.boolean(q, "callback_allowed", qp, False),

@@ -1,5 +1,6 @@
 """Outbound caller ID per department and number dial codes, "back" in voice menus,
-queue announcement interval, the call-history index of outbound calls' destinations.
+queue announcement interval, the call-history index of outbound calls' destinations,
+the tenant's caller ID policy for forwarded calls.
 
 Revision ID: 0004
 Revises: 0003
@@ -18,6 +19,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('tenant') as batch:
+        batch.add_column(sa.Column('forward_caller_id', sa.String(length=8), server_default='caller', nullable=False))
+        batch.create_check_constraint(op.f('ck_tenant_forward_caller_id'), "forward_caller_id IN ('caller', 'number')")
     op.create_index('ix_call_record_tenant_destination', 'call_record', ['tenant_id', 'destination', 'started_at'])
     with op.batch_alter_table('department') as batch:
         batch.add_column(sa.Column('outbound_caller_id', sa.String(length=32), nullable=True))
@@ -45,3 +49,6 @@ def downgrade() -> None:
         batch.drop_column('queue_announce_every')
         batch.drop_column('outbound_caller_id')
     op.drop_index('ix_call_record_tenant_destination', table_name='call_record')
+    with op.batch_alter_table('tenant') as batch:
+        batch.drop_constraint(op.f('ck_tenant_forward_caller_id'), type_='check')
+        batch.drop_column('forward_caller_id')
