@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 from admin import auth, pages
 from admin.accounts import AccountView
 from admin.directory import make_directory_blueprint
+from admin.explain import ExplainView
 from admin.fax import FaxMessageView
 from admin.live import LiveView
 from admin.profile import ProfileView
@@ -39,6 +40,7 @@ from orchestrator.db.models import Tenant
 from orchestrator.db.versioning import Publisher
 from orchestrator.store.agents import AgentStore
 from orchestrator.store.redis_store import CallStore
+from orchestrator.wiring import policy_from
 
 SESSION_LIFETIME = timedelta(hours=8)
 
@@ -115,6 +117,7 @@ def create_app(settings: Settings, session_factory: sessionmaker, on_change: Pub
     calls, agents = (CallStore(redis_client), AgentStore(redis_client)) if redis_client is not None else (None, None)
     panel.add_view(LiveView(db, calls, agents, name="Live state", endpoint="live"))
     panel.add_view(ProfileView(db, name="My profile", endpoint="profile"))
+    panel.add_view(ExplainView(db, policy_from(settings), name="Routing explainer", endpoint="explain"))
     return app
 
 

@@ -246,7 +246,33 @@ SIP_PASSWORD = """{% extends 'admin/master.html' %}
 {% endblock %}
 """
 
-TEMPLATES = {"pbx/profile.html": PROFILE, "pbx/live.html": LIVE, "pbx/sip_password.html": SIP_PASSWORD,
+EXPLAIN = """{% extends 'admin/master.html' %}
+{% block body %}
+<h2>Routing explainer</h2>
+<p>What happens if a caller calls one of the company's numbers at a given time: the caller
+rules, the schedule, the target and who would ring, as a live call decides it. Rules that
+look the caller up (last agent, CRM) treat the caller as unknown here.</p>
+<form method="get" class="admin-form mb-3" id="explain-form">
+  {% if operator %}
+  <div class="mb-2"><label for="tenant">Company (SIP domain)</label>
+    <input class="form-control" name="tenant" id="tenant" value="{{ field.tenant }}" placeholder="demo.pbx.local"></div>
+  {% endif %}
+  <div class="mb-2"><label for="caller">Caller (number, or the employee's extension for an employee's call)</label>
+    <input class="form-control" name="caller" id="caller" value="{{ field.caller }}" placeholder="+78121234567"></div>
+  <div class="mb-2"><label for="dialed">Dialled (a company number, or for an employee's call an extension or an outside number)</label>
+    <input class="form-control" name="dialed" id="dialed" value="{{ field.dialed }}" placeholder="+74950000003"></div>
+  <div class="mb-2"><label for="at">When (company's local time; empty: now)</label>
+    <input class="form-control" name="at" id="at" value="{{ field.at }}" placeholder="2026-11-28 21:00"></div>
+  <div class="mb-2"><label><input type="checkbox" name="internal" value="1" {% if internal %}checked{% endif %}>
+    an employee's call (from their phone)</label></div>
+  <button type="submit" class="btn btn-primary">Explain</button>
+</form>
+{% if problem %}<p class="alert alert-danger" id="explain-problem">{{ problem }}</p>{% endif %}
+{% if text %}<pre id="explain-result">{{ text }}</pre>{% endif %}
+{% endblock %}
+"""
+
+TEMPLATES = {"pbx/profile.html": PROFILE, "pbx/explain.html": EXPLAIN, "pbx/live.html": LIVE, "pbx/sip_password.html": SIP_PASSWORD,
              "pbx/sip_password_action.html": SIP_PASSWORD_ACTION, "pbx/employee_edit.html": EMPLOYEE_EDIT,
              "pbx/employee_details.html": EMPLOYEE_DETAILS}
 
