@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Protocol
 import gevent.queue
 import redis
 
-from orchestrator.core import callflow
+from orchestrator.core import callflow, departments
 from orchestrator.core.actions import (
     Action,
     AppCompleted,
@@ -37,6 +37,8 @@ from orchestrator.core.actions import (
     Log,
     LookupCaller,
     LookupMembers,
+    LookupPosition,
+    QueuePosition,
     RequestCallback,
     ReserveMembers,
     StoreFax,
@@ -218,13 +220,20 @@ class _CallRun:
             wait_s = min(renew_every_ms / 1000.0, h.linger_wait_s)
             if self.hold_key is not None:
                 wait_s = min(wait_s, h.hold_check_ms / 1000.0)
+            # An announcement on hold is due at a time the core chose: wake for it then,
+            # not up to a periodic check later (no Redis call unless it is due).
+            due = departments.announce_due_ms(state) if self.hold_key is not None else None
+            announce = due is not None and (due - now) / 1000.0 < wait_s
+            if due is not None and announce:
+                wait_s = max(0.0, (due - now) / 1000.0)
             try:
                 item = self.session.events.get(timeout=wait_s)
             except gevent.queue.Empty:
                 if self.hold_key is not None:  # the periodic check: time limit, lost notices
                     # The first in line also looks for a member (a lost notice costs a
-                    # second at most); the others only check the queue's time limit.
-                    first = self.tenant_id is not None and self.hold_key is not None and self.h.wakeups.is_first(self.tenant_id, self.hold_key[0], self._freed)
+                    # second at most); the others only check the queue's time limit. The
+                    # announcement's wake-up only runs the core's timers.
+                    first = not announce and self.tenant_id is not None and self.hold_key is not None and self.h.wakeups.is_first(self.tenant_id, self.hold_key[0], self._freed)
                     state = self._hold_changed(self.settle(callflow.handle(state, Wake(freed=first), self._ctx())))
                 continue
             ctx = callflow.Context(snapshot, h.policy, h.clock(), self.new_id)
@@ -286,6 +295,10 @@ class _CallRun:
             return self._members(action)
         if isinstance(action, LookupCaller):
             return self._lookup(action)
+        if isinstance(action, LookupPosition):
+            if self.tenant_id is None:  # cannot happen: a queue exists only for a tenant's call
+                return QueuePosition(action.department_id, 0)
+            return self.h.members.position(self.tenant_id, self.call.uuid, action)
         if isinstance(action, (JoinQueue, LeaveQueue)):
             if self.tenant_id is not None:
                 self.h.members.queue(self.tenant_id, self.call.uuid, action)

@@ -1,8 +1,9 @@
 """The members adapter: the core's member requests -> the Redis agent store (and back).
 
-``LookupMembers`` / ``ReserveMembers`` are answered at once with the core events
-``MembersSeen`` / ``MembersReserved``; ``EndOffers`` ends offers in Redis (wrap-up,
-statistics, miss streaks and automatic pauses) and writes missed offers to the database.
+``LookupMembers`` / ``ReserveMembers`` / ``LookupPosition`` are answered at once with the
+core events ``MembersSeen`` / ``MembersReserved`` / ``QueuePosition``; ``EndOffers`` ends
+offers in Redis (wrap-up, statistics, miss streaks and automatic pauses) and writes
+missed offers to the database.
 
 When Redis is unreachable a call is never refused for it: members are rung in the
 strategy's order without the cross-process guarantee (logged), and the offers that could
@@ -24,8 +25,10 @@ from orchestrator.core.actions import (
     JoinQueue,
     LeaveQueue,
     LookupMembers,
+    LookupPosition,
     MembersReserved,
     MembersSeen,
+    QueuePosition,
     ReserveMembers,
 )
 from orchestrator.core.strategy import MemberView
@@ -104,6 +107,15 @@ class MemberOffers:
         except redis.RedisError as exc:
             # Without Redis the caller still waits and is served by the periodic check.
             log.warning("tenant %d call %s: queue unavailable: %s", tenant_id, call_uuid, exc)
+
+    def position(self, tenant_id: int, call_uuid: str, action: LookupPosition) -> QueuePosition:
+        """The caller's place for an announcement; 0 (not said) when Redis cannot tell."""
+        try:
+            place = self.agents.queue_position(tenant_id, action.department_id, call_uuid)
+        except redis.RedisError as exc:
+            log.warning("tenant %d call %s: queue position unavailable: %s", tenant_id, call_uuid, exc)
+            place = 0
+        return QueuePosition(action.department_id, place)
 
     def _announce(self, tenant_id: int) -> None:
         try:

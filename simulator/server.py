@@ -24,6 +24,10 @@ from simulator.outbound import OutboundSession
 from simulator.profiles import media_vars, sofia_inbound_vars
 
 log = logging.getLogger(__name__)
+# Silence the file_string format plays before its first file: 250 ms (next_file sets
+# context->samples = samplerate / 1000 * 250 for index 0; seen in mod_file_string.c, which
+# became the file_string interface of mod_dptools).
+FILE_STRING_LEAD = 0.25
 
 
 class FreeSwitchSim:
@@ -273,6 +277,12 @@ class FreeSwitchSim:
     def sound_length(self, path: str) -> float | None:
         if path in self.sound_lengths:
             return self.sound_lengths[path]
+        if path.startswith("file_string://"):
+            # The file_string format (mod_dptools file_string_file_open / next_file): the
+            # '!'-separated files play one after another as one playback, after 250 ms of
+            # silence (next_file, first file); an endless part makes the whole endless.
+            parts = [self.sound_length(f) for f in path[len("file_string://"):].split("!") if f]
+            return None if any(n is None for n in parts) else FILE_STRING_LEAD + sum(n for n in parts if n is not None)
         if path.startswith("tone_stream://"):
             length = tone_length(path)
             if length is None and "loops=-1" not in path and "L=-1" not in path:

@@ -1,15 +1,17 @@
 """A small real fake of the members' Redis state for core tests (no Redis, no mocks).
 
 It answers the core's ``LookupMembers`` / ``ReserveMembers`` as the Redis adapter does
-(same statuses, same order rules as ``store/agents.py``'s RESERVE script) and applies
-``EndOffers``, so a test can drive a department call through ``callflow`` alone.
+(same statuses, same order rules as ``store/agents.py``'s RESERVE script), a waiting
+caller's ``LookupPosition`` (callers ahead + 1, like ``AgentStore.queue_position``) and
+applies ``EndOffers``, so a test can drive a department call through ``callflow`` alone.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
 from orchestrator.core import callflow
-from orchestrator.core.actions import EndOffers, JoinQueue, LeaveQueue, LookupMembers, MembersReserved, MembersSeen, ReserveMembers
+from orchestrator.core.actions import (EndOffers, JoinQueue, LeaveQueue, LookupMembers, LookupPosition, MembersReserved, MembersSeen,
+                                       QueuePosition, ReserveMembers)
 from orchestrator.core.strategy import MemberView
 
 
@@ -56,6 +58,12 @@ class Members:
             self.queue.pop(call, None)
         return MembersReserved(action.request_id, statuses)
 
+    def position(self, action: LookupPosition, call: str) -> QueuePosition:
+        if call not in self.queue:
+            return QueuePosition(action.department_id, 0)
+        mine = (self.queue[call], call)
+        return QueuePosition(action.department_id, 1 + sum(1 for u, p in self.queue.items() if (p, u) < mine))
+
     def end(self, action: EndOffers) -> None:
         for e in action.ends:
             self.ended.append(e)
@@ -88,6 +96,10 @@ class Members:
                 self.queue.pop(state.call.uuid, None)
             if isinstance(action, (LookupMembers, ReserveMembers)):
                 d = callflow.handle(state, self.answer(action, state.call.uuid), c)
+                state = d.state
+                pending.extend(d.actions)
+            if isinstance(action, LookupPosition):
+                d = callflow.handle(state, self.position(action, state.call.uuid), c)
                 state = d.state
                 pending.extend(d.actions)
         return callflow.Decision(state, tuple(actions))

@@ -206,3 +206,24 @@ def test_deleting_a_routed_to_department_is_refused(app: Flask, factory: session
     assert "Still in use" in page
     with factory() as s:
         assert s.get(db.Department, sales) is not None
+
+
+def test_department_form_edits_the_queue_announcement_interval(app: Flask, factory: sessionmaker) -> None:
+    client = app.test_client()
+    login(client, "demo-admin", "demo-admin-secret")
+    support = ids(factory, db.Department, "demo.pbx.local")["300"]
+    form = client.get("/admin/department/edit/?id=%d" % support).get_data(as_text=True)
+    assert re.search(r'name="queue_announce_every"[^>]*value="30"', form)
+    data = {m.group(1): m.group(2) for m in re.finditer(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', form)
+            if 'type="checkbox"' not in m.group(0) and 'type="submit"' not in m.group(0)}
+    data.update({"tenant": str(tenant_id(factory, "demo.pbx.local")), "strategy": "longest_idle",
+                 "no_answer_kind": "voicemail", "queue_announce_position": "y", "queue_callback_allowed": "y",
+                 "queue_announce_every": "45"})
+    for emp in re.findall(r'name="members-(\d+)-employee"', form):
+        selected = re.search(r'name="members-%s-employee".*?<option selected value="(\d+)"' % emp, form, re.S)
+        data["members-%s-employee" % emp] = selected.group(1)
+    response = client.post("/admin/department/edit/?id=%d" % support, data=data)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    with factory() as s:
+        dep = s.get(db.Department, support)
+        assert dep.queue_announce_every == 45 and dep.queue_announce_position and dep.queue_music == "local_stream://moh"

@@ -141,3 +141,15 @@ def test_queue_keeps_places_and_hides_callers_whose_lease_expired(store, redis_u
     assert store.reserve(T, "second", DEP, [1], want=1, queued=True)[1] == {1: "queued"}
     assert store.reserve(T, "first", DEP, [1], want=1, queued=True)[1] == {1: "offered"}
     assert [u for u, _ in store.queue(T, DEP)] == ["second"]
+
+
+def test_queue_position_counts_the_live_callers_ahead(store, redis_url):
+    dead = AgentStore(redis.Redis.from_url(redis_url), lease_ms=-1)
+    dead.join_queue(T, DEP, "orphan", 500)  # its orchestrator died: not ahead of anyone
+    store.join_queue(T, DEP, "first", 1000)
+    store.join_queue(T, DEP, "second", 2000)
+    store.join_queue(T, DEP, "third", 3000)
+    store.join_queue(T, DEP + 1, "elsewhere", 100)  # another department's queue
+    assert [store.queue_position(T, DEP, u) for u in ("first", "second", "third")] == [1, 2, 3]
+    store.leave_queue(T, DEP, "first")
+    assert [store.queue_position(T, DEP, u) for u in ("first", "second", "third")] == [0, 1, 2]

@@ -415,3 +415,258 @@ def test_caller_hanging_up_after_the_callback_key_keeps_the_callback():
     d = step(m, d.state, HungUp("NORMAL_CLEARING"), ctx(s, T0 + 2100))
     # The call's own queue entry is left (already turned into the callback by the adapter).
     assert LeaveQueue(10) in d.actions and isinstance(d.actions[-1], Finished)
+
+
+# ------------------------------------------------------------------ announcements on hold
+
+YOU_ARE, IN_LINE = "ivr/ivr-you_are_number.wav", "ivr/ivr-in_line.wav"
+
+
+def announcing_snap(announcement: str | None = "sounds/busy.wav", position: bool = True, every: int = 30,
+                    callback: bool = False) -> TenantSnapshot:
+    from orchestrator.core.model import QueueSettings
+
+    q = QueueSettings(music="local_stream://moh", max_wait=600, announcement=announcement, announce_position=position,
+                      announce_every=every, callback_allowed=callback)
+    return snap(Strategy.RING_ALL, members=(Member(1), Member(2)), queue=q)
+
+
+def played(d: callflow.Decision) -> Execute:
+    """The one blocking playback the decision starts."""
+    (p,) = [a for a in d.actions if isinstance(a, Execute) and a.wait]
+    assert p.app == "playback"
+    return p
+
+
+def position_sound(n: str) -> str:
+    return "%s!digits/%s.wav!%s" % (YOU_ARE, n, IN_LINE)
+
+
+def on_hold_with_music(m: Members, s: TenantSnapshot, uuid: str, now: int, position: str):
+    """A caller put on hold: their place first, then the music (returned: decision, music)."""
+    from orchestrator.core.actions import JoinQueue, LookupPosition
+
+    c = ctx(s, now)
+    m.now_ms = now
+    d = m.drive(callflow.start(call(uuid), c), c)
+    assert [type(a) for a in d.actions if isinstance(a, (JoinQueue, LookupPosition))] == [JoinQueue, LookupPosition]
+    said = played(d)
+    assert said.arg == "file_string://" + position_sound(position)
+    d = step(m, d.state, AppCompleted(said.app_id, "playback", "FILE PLAYED"), at(c, now + 3000, m))
+    music = played(d)
+    assert music.arg == "local_stream://moh"
+    return d, music
+
+
+@pytest.mark.parametrize("n, files", [
+    (1, ["1"]), (7, ["7"]), (13, ["13"]), (20, ["20"]), (21, ["20", "1"]), (99, ["90", "9"]), (100, ["1", "hundred"]),
+    (115, ["1", "hundred", "15"]), (342, ["3", "hundred", "40", "2"]), (1000, ["1", "thousand"]),
+    (2019, ["2", "thousand", "19"]), (0, ["0"]),
+])
+def test_position_numbers_are_said_with_mod_say_en_files(n, files):
+    from orchestrator.core.announcements import number_sounds, position_sounds
+
+    assert number_sounds(n) == ["digits/%s.wav" % f for f in files]
+    if n:
+        assert position_sounds(n) == [YOU_ARE] + number_sounds(n) + [IN_LINE]
+    else:
+        assert position_sounds(n) == []  # unknown place: nothing said
+
+
+def test_place_first_then_music_then_announcement_and_place_every_interval():
+    from orchestrator.core.actions import BreakHold, LookupPosition, Wake
+    from orchestrator.core.departments import announce_due_ms
+
+    s = announcing_snap()
+    m = Members(busy={1, 2})
+    on_hold_with_music(m, s, "c1", T0, "1")
+    d, music = on_hold_with_music(m, s, "c2", T0 + 1000, "2")  # one caller ahead
+    assert announce_due_ms(d.state) == T0 + 4000 + 30_000  # 30 s of music from its start
+    c = ctx(s)
+    assert step(m, d.state, Wake(), at(c, T0 + 33_999, m)).actions == ()
+    d = step(m, d.state, Wake(), at(c, T0 + 34_000, m))
+    assert d.actions == (LookupPosition(10), BreakHold())
+    assert announce_due_ms(d.state) is None  # no second announcement while this one is on its way
+    assert step(m, d.state, Wake(), at(c, T0 + 35_000, m)).actions == ()
+    d = step(m, d.state, AppCompleted(music.app_id, "playback", "FILE PLAYED"), at(c, T0 + 34_020, m))
+    said = played(d)
+    assert said.arg == "file_string://sounds/busy.wav!" + position_sound("2")
+    m.queue.pop("c1")  # the caller ahead is served meanwhile
+    d = step(m, d.state, AppCompleted(said.app_id, "playback", "FILE PLAYED"), at(c, T0 + 44_000, m))
+    assert played(d).arg == "local_stream://moh" and announce_due_ms(d.state) == T0 + 74_000
+    music = played(d)
+    d = step(m, d.state, Wake(), at(c, T0 + 74_000, m))
+    d = step(m, d.state, AppCompleted(music.app_id, "playback", "FILE PLAYED"), at(c, T0 + 74_020, m))
+    assert played(d).arg == "file_string://sounds/busy.wav!" + position_sound("1")
+    assert d.state.offer.waiting and m.queue == {"c2": T0 + 1000}  # kept their place throughout
+
+
+@pytest.mark.parametrize("announcement, position, first, periodic", [
+    ("sounds/busy.wav", False, "local_stream://moh", "sounds/busy.wav"),  # music at once; one file needs no list
+    (None, True, "file_string://" + position_sound("1"), "file_string://" + position_sound("1")),
+    ("file_string://a.wav!b.wav", False, "local_stream://moh", "file_string://a.wav!b.wav"),
+])
+def test_announcement_alone_or_place_alone(announcement, position, first, periodic):
+    from orchestrator.core.actions import BreakHold, LookupPosition, Wake
+
+    s = announcing_snap(announcement, position, every=10)
+    m = Members(busy={1, 2})
+    c = ctx(s, T0)
+    d = m.drive(callflow.start(call("c1"), c), c)
+    assert played(d).arg == first
+    if position:
+        d = step(m, d.state, AppCompleted(played(d).app_id, "playback", "FILE PLAYED"), at(c, T0 + 2000, m))
+    music = played(d)
+    due = T0 + (2000 if position else 0) + 10_000
+    d = step(m, d.state, Wake(), at(c, due, m))
+    assert d.actions == ((LookupPosition(10),) if position else ()) + (BreakHold(),)
+    d = step(m, d.state, AppCompleted(music.app_id, "playback", "FILE PLAYED"), at(c, due + 20, m))
+    assert played(d).arg == periodic
+
+
+def test_no_announcement_configured_is_music_only():
+    from orchestrator.core.actions import JoinQueue, Wake
+    from orchestrator.core.departments import announce_due_ms
+
+    s = announcing_snap(None, False, every=5)
+    m = Members(busy={1, 2})
+    d, hold = waiting_call(m, s, "c1", T0)
+    assert [a for a in d.actions if isinstance(a, (JoinQueue, Execute))][-3:] == [JoinQueue(10, T0), Execute("answer"), hold]
+    assert announce_due_ms(d.state) is None
+    for t in (5_000, 30_000, 300_000):
+        assert step(m, d.state, Wake(), ctx(s, T0 + t)).actions == ()
+
+
+def test_member_freed_during_the_announcement_is_rung_at_once():
+    from orchestrator.core.actions import BreakHold, Wake
+
+    s = announcing_snap()
+    m = Members(busy={1, 2})
+    d, music = on_hold_with_music(m, s, "c1", T0, "1")
+    c = ctx(s)
+    d = step(m, d.state, Wake(), at(c, T0 + 33_000, m))
+    d = step(m, d.state, AppCompleted(music.app_id, "playback", "FILE PLAYED"), at(c, T0 + 33_020, m))
+    said = played(d)
+    m.busy.discard(2)
+    d = step(m, d.state, Wake(freed=True), at(c, T0 + 34_000, m))
+    assert BreakHold() in d.actions and m.offers == {2: "c1"}  # a second break: ends the announcement
+    d = step(m, d.state, AppCompleted(said.app_id, "playback", "FILE PLAYED"), at(c, T0 + 34_020, m))
+    assert legs(bridge_of(d).arg) == [("102", 0, 10)]  # the ring wins over the music
+    assert "queue: a member is free after 34 s" in d.state.route
+
+
+def test_member_freed_while_the_music_stops_for_an_announcement_is_rung_instead():
+    from orchestrator.core.actions import BreakHold, Wake
+
+    s = announcing_snap()
+    m = Members(busy={1, 2})
+    d, music = on_hold_with_music(m, s, "c1", T0, "1")
+    c = ctx(s)
+    d = step(m, d.state, Wake(), at(c, T0 + 33_000, m))
+    assert BreakHold() in d.actions
+    m.busy.discard(1)
+    d = step(m, d.state, Wake(freed=True), at(c, T0 + 33_005, m))
+    assert m.offers == {1: "c1"} and BreakHold() not in d.actions  # the break on its way does it
+    d = step(m, d.state, AppCompleted(music.app_id, "playback", "FILE PLAYED"), at(c, T0 + 33_020, m))
+    assert legs(bridge_of(d).arg) == [("101", 0, 10)]  # no announcement: straight to the member
+
+
+def test_member_freed_while_the_place_is_said_first_is_rung_at_once():
+    from orchestrator.core.actions import BreakHold, Wake
+
+    s = announcing_snap()
+    m = Members(busy={1, 2})
+    c = ctx(s, T0)
+    d = m.drive(callflow.start(call("c1"), c), c)
+    said = played(d)
+    m.busy.discard(1)
+    d = step(m, d.state, Wake(freed=True), at(c, T0 + 1000, m))
+    assert BreakHold() in d.actions
+    d = step(m, d.state, AppCompleted(said.app_id, "playback", "FILE PLAYED"), at(c, T0 + 1020, m))
+    assert legs(bridge_of(d).arg) == [("101", 0, 10)]
+
+
+@pytest.mark.parametrize("when", ["announcement", "breaking", "first place"])
+def test_callback_key_works_during_announcements(when):
+    from orchestrator.core.actions import BreakHold, Dtmf, RequestCallback, Wake
+
+    s = announcing_snap(callback=True)
+    m = Members(busy={1, 2})
+    c = ctx(s)
+    if when == "first place":
+        d = m.drive(callflow.start(call("c1"), ctx(s, T0)), ctx(s, T0))
+        playing, now = played(d), T0 + 1000
+    else:
+        d, music = on_hold_with_music(m, s, "c1", T0, "1")
+        d = step(m, d.state, Wake(), at(c, T0 + 33_000, m))
+        playing, now = music, T0 + 33_010
+        if when == "announcement":
+            d = step(m, d.state, AppCompleted(music.app_id, "playback", "FILE PLAYED"), at(c, T0 + 33_020, m))
+            playing, now = played(d), T0 + 35_000
+    d = step(m, d.state, Dtmf("1"), at(c, now, m))
+    ask = RequestCallback(10, T0, "+78120000000", NUMBER)
+    assert d.actions == ((ask,) if when == "breaking" else (ask, BreakHold()))  # one break per playback
+    d = step(m, d.state, AppCompleted(playing.app_id, "playback", "FILE PLAYED"), at(c, now + 20, m))
+    assert played(d).arg == "ivr/ivr-thank_you.wav"
+
+
+def test_time_limit_during_an_announcement_leaves_the_queue():
+    from orchestrator.core.actions import BreakHold, LeaveQueue, Wake
+
+    s = announcing_snap()
+    m = Members(busy={1, 2})
+    d, music = on_hold_with_music(m, s, "c1", T0, "1")
+    c = ctx(s)
+    d = step(m, d.state, Wake(), at(c, T0 + 33_000, m))  # announcement due: the music is being stopped
+    d = step(m, d.state, Wake(), at(c, T0 + 600_000, m))  # ...when the time limit is reached
+    assert d.actions == (LeaveQueue(10),)
+    d = step(m, d.state, AppCompleted(music.app_id, "playback", "FILE PLAYED"), at(c, T0 + 603_020, m))
+    assert bridge_of(d).arg.startswith("file_string://")  # the voicemail greeting, not the announcement
+    assert "queue: nobody free within 600 s" in d.state.route
+
+
+class PlaceUnknown(Members):
+    """Redis could not say the caller's place (the adapter answers 0)."""
+
+    place = 0
+
+    def position(self, action, call):
+        from orchestrator.core.actions import QueuePosition
+
+        return QueuePosition(action.department_id, self.place)
+
+
+def test_unknown_place_plays_the_music_and_the_announcement_only():
+    from orchestrator.core.actions import BreakHold, LookupPosition, Wake
+    from orchestrator.core.departments import announce_due_ms
+
+    s = announcing_snap(None, True)
+    m = PlaceUnknown(busy={1, 2})
+    c = ctx(s, T0)
+    d = m.drive(callflow.start(call("c1"), c), c)
+    assert LookupPosition(10) in d.actions and played(d).arg == "local_stream://moh"  # nothing said: music at once
+    music = played(d)
+    d = step(m, d.state, Wake(), at(c, T0 + 30_000, m))
+    assert d.actions == (LookupPosition(10),) and announce_due_ms(d.state) == T0 + 60_000  # the music goes on
+    m.place = 4
+    d = step(m, d.state, Wake(), at(c, T0 + 60_000, m))
+    assert d.actions == (LookupPosition(10), BreakHold())
+    d = step(m, d.state, AppCompleted(music.app_id, "playback", "FILE PLAYED"), at(c, T0 + 60_020, m))
+    assert played(d).arg == "file_string://" + position_sound("4")
+
+
+def test_back_in_the_queue_hears_the_music_and_the_interval_starts_again():
+    from orchestrator.core.actions import Wake
+    from orchestrator.core.departments import announce_due_ms
+
+    s = announcing_snap()
+    m = Members(busy={1, 2})
+    d, music = on_hold_with_music(m, s, "c1", T0, "1")
+    m.busy.discard(1)
+    c = ctx(s)
+    d = step(m, d.state, Wake(freed=True), at(c, T0 + 10_000, m))
+    d = step(m, d.state, AppCompleted(music.app_id, "playback", "FILE PLAYED"), at(c, T0 + 10_020, m))
+    b = bridge_of(d)
+    d = step(m, d.state, no_answer(b.app_id, "x;NO_ANSWER"), at(c, T0 + 20_020, m))
+    assert played(d).arg == "local_stream://moh" and "back in the queue" in d.state.route  # no place said again
+    assert announce_due_ms(d.state) == T0 + 50_020

@@ -6,6 +6,7 @@ tick on whole seconds, so offsets are asserted within one second).
 """
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Iterator
 
@@ -28,6 +29,14 @@ DOMAIN = "dept.pbx.test"
 # command) takes real milliseconds, 50 ms = 2.5 simulated s at TIME_SCALE 0.02. The
 # periodic hold check (1 s real = 50 simulated s) would be far outside it.
 GAP = 0.05 / TIME_SCALE
+
+
+@pytest.fixture(autouse=True)
+def garbage_collected_first() -> None:
+    """The simulator runs in this process: a full garbage collection (60-70 ms over the
+    imported libraries' objects) landing inside a test is longer than GAP. Collect before
+    each test, so that the next full collection is far away."""
+    gc.collect()
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +269,52 @@ def _department(factory, tenant_id: int, extension: str) -> int:
 
     with factory() as session:
         return session.scalar(select(Department.id).where(Department.tenant_id == tenant_id, Department.extension == extension))
+
+
+def _started(call, prefix: str) -> list[float]:
+    """Start times (simulated s from the call's start) of its playbacks of ``prefix``..."""
+    return [t for t, name, data in call.apps if name == "playback" and data.startswith(prefix)]
+
+
+def test_queue_announces_the_place_then_the_announcement_every_interval(sim, dept_db, agents):
+    """Department 470 (one member, 308; announce_every 5 s = 250 simulated s: the
+    orchestrator runs on real time). A talks to 308; B then C wait: each first hears their
+    place (1, then 2) before the music, then after 5 s of music the announcement and their
+    place again. 308 is freed (A hangs up) during B's announcement: B is rung at once."""
+    factory, tenant_id = dept_db
+    # A 20 s announcement (400 ms real): B's is still playing when C's starts a few ms later.
+    sim.sound_lengths["ivr/ivr-hold_connect_call.wav"] = 20.0
+    eight = sim.add_user("308", DOMAIN, behavior=Answer(after=1))
+    dep = _department(factory, tenant_id, "470")
+    a = sim.place_call("+74952220080", caller_id="+79990000011")
+    wait_until(lambda: eight.legs and eight.legs[0].answered_at is not None, what="A answered")
+    b = sim.place_call("+74952220080", caller_id="+79990000012")
+    wait_until(lambda: len(agents.queue(tenant_id, dep)) == 1, what="B queued")
+    c = sim.place_call("+74952220080", caller_id="+79990000013")
+    wait_until(lambda: len(agents.queue(tenant_id, dep)) == 2, what="C queued")
+    announcement = "file_string://ivr/ivr-hold_connect_call.wav!ivr/ivr-you_are_number.wav!digits/%d.wav!ivr/ivr-in_line.wav"
+    wait_until(lambda: _started(c, announcement % 2), timeout=15, what="C's announcement")
+    a.hangup()  # 308 is free while B's announcement plays
+    wait_until(lambda: len(eight.legs) == 2 and eight.legs[1].answered_at is not None, what="B answered by 308")
+    b.hangup()
+    c.hangup()
+    for call in (a, b, c):
+        call.wait(timeout=30)
+
+    place = "file_string://ivr/ivr-you_are_number.wav!digits/%d.wav!ivr/ivr-in_line.wav"
+    for call, n in ((b, 1), (c, 2)):
+        playbacks = [(t, data) for t, name, data in call.apps if name == "playback"]
+        assert [data for _, data in playbacks[:3]] == [place % n, "local_stream://moh", announcement % n]
+        # The place first: 0.25 s of file_string silence + three 2 s files (the simulator's
+        # default length), then the music; 5 s of real music (50 ms real tolerance).
+        (said, _), (music, _), (announced, _) = playbacks[:3]
+        assert 6.25 <= music - said <= 6.25 + GAP
+        assert abs((announced - music) - 5 / TIME_SCALE) <= GAP
+    (bridge_at,) = [t for t, name, _ in b.apps if name == "bridge"]
+    (announced,) = _started(b, announcement % 1)
+    assert bridge_at - announced < 26.25  # the announcement was cut short for the ring
+    l_a, l_b = eight.legs
+    assert l_b.a_uuid == b.uuid and 0 <= l_b.invited_at - l_a.ended_at <= GAP  # rung at once
+    assert "queue: a member is free after" in record(factory, b.uuid).route
+    assert agents.queue(tenant_id, dep) == []
+    settle(agents, tenant_id)

@@ -140,3 +140,22 @@ def test_invalid_document_is_not_imported(factory: sessionmaker) -> None:
         _import(factory, DEMO.replace('      - employee: "103"', '      - employee: "109"'))
     assert [(e.field, e.line) for e in info.value.errors] == [("departments[0].members[2].employee", 45)]
     assert DEMO.splitlines()[44].strip() == '- employee: "103"'
+
+
+def test_queue_announcements_round_trip(factory: sessionmaker) -> None:
+    text = OTHER + """\
+departments:
+  - name: Desk
+    extension: "200"
+    queue: {music: local_stream://moh, announcement: ivr/ivr-hold_connect_call.wav, announce_position: true,
+            announce_every: 45}
+    members:
+      - {employee: "101"}
+"""
+    tid = _import(factory, text)
+    (dep,) = yaml.safe_load(_export(factory, tid))["departments"]
+    assert dep["queue"] == {"music": "local_stream://moh", "announcement": "ivr/ivr-hold_connect_call.wav",
+                            "announce_position": True, "announce_every": 45}
+    _import(factory, text.replace("announce_every: 45", "announce_every: 30"), replace=True)
+    (dep,) = yaml.safe_load(_export(factory, tid))["departments"]
+    assert "announce_every" not in dep["queue"]  # the default is left out, like the other fields

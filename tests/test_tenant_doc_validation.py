@@ -128,6 +128,11 @@ def test_base_document_is_valid() -> None:
      "menus[0].back_digit", 'back_digit: "#"', "back digit"),
     ('    default: {department: "200"}\n', '    default: {department: "200"}\n    back_digit: "1"\n',
      "menus[0].back_digit", 'back_digit: "1"', "also an option"),
+    # queue announcements: every 5 to 600 s of music (the database's range)
+    ('    no_answer: {voicemail: Sales box}\n', '    no_answer: {voicemail: Sales box}\n    queue: {music: m.wav, announce_every: 2}\n',
+     "departments[0].queue.announce_every", "announce_every: 2", "at least 5"),
+    ('    no_answer: {voicemail: Sales box}\n', '    no_answer: {voicemail: Sales box}\n    queue: {music: m.wav, announce_every: 900}\n',
+     "departments[0].queue.announce_every", "announce_every: 900", "at most 600"),
     # unknown fields (typos) are refused
     ("    owners:", "    ownerz:", "voicemail_boxes[0].ownerz", "ownerz", "unknown field"),
     ('      "1": {department: "200"}', '      "1": {department: "200"}\n      "X": {department: "200"}',

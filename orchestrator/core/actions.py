@@ -94,10 +94,20 @@ class MembersReserved:
 @dataclass(frozen=True)
 class Wake:
     """For a caller on hold: ``freed`` - a member may be free, look again (a notice, or
-    the periodic check of the first caller in line); otherwise only the periodic check
-    of the queue's time limit."""
+    the periodic check of the first caller in line); otherwise only the core's own
+    timers: the queue's time limit and the next announcement (``departments.announce_due_ms``)."""
 
     freed: bool = False
+
+
+@dataclass(frozen=True)
+class QueuePosition:
+    """Answer to ``LookupPosition``: the caller's place in the department's queue, 1 for
+    the first in line (callers and callbacks waiting ahead + 1); 0 when it could not be
+    read (Redis unreachable, or the caller is no longer in the queue)."""
+
+    department_id: int
+    position: int = 0
 
 
 @dataclass(frozen=True)
@@ -116,7 +126,7 @@ class CallerKnown:
     note: str = ""
 
 
-CoreEvent = Union[AppCompleted, Answered, Bridged, Unbridged, Dtmf, HungUp, MembersSeen, MembersReserved, Wake, CallerKnown]
+CoreEvent = Union[AppCompleted, Answered, Bridged, Unbridged, Dtmf, HungUp, MembersSeen, MembersReserved, Wake, QueuePosition, CallerKnown]
 
 
 # ------------------------------------------------------------------ actions out
@@ -266,6 +276,15 @@ class LeaveQueue:
 
 
 @dataclass(frozen=True)
+class LookupPosition:
+    """Read the caller's place in the department's queue (for an announcement). The
+    adapter answers at once with ``QueuePosition``; asked only when an announcement is
+    due, never on the periodic hold check."""
+
+    department_id: int
+
+
+@dataclass(frozen=True)
 class BreakHold:
     """Stop the hold music now (``uuid_break <call> all``, transcripts P07b/P07c): its
     EXECUTE_COMPLETE follows, then the next app can run."""
@@ -284,4 +303,5 @@ class RequestCallback:
     dialed: str = ""
 
 
-Action = Union[Execute, Hangup, Log, StoreVoicemail, StoreFax, Finished, LookupMembers, ReserveMembers, EndOffers, JoinQueue, LeaveQueue, BreakHold, LookupCaller, RequestCallback]
+Action = Union[Execute, Hangup, Log, StoreVoicemail, StoreFax, Finished, LookupMembers, ReserveMembers, EndOffers, JoinQueue, LeaveQueue,
+               LookupPosition, BreakHold, LookupCaller, RequestCallback]

@@ -3,14 +3,22 @@
 ``callflow`` hands these the call's state; ``offering`` holds the offer's own rules.
 FreeSWITCH behaviour relied on: ``uuid_break <uuid> all`` ends the hold music's
 ``playback`` with EXECUTE_COMPLETE ('FILE PLAYED'), after which the next app runs
-normally (transcripts P07b/P07c); ``local_stream://`` music plays until broken.
+normally (transcripts P07b/P07c); ``local_stream://`` music plays until broken. An
+announcement on hold is one more ``playback`` (a ``file_string://`` list, see
+``announcements``): the music is broken, the announcement plays to its end (or is
+broken in turn when a member is taken or the caller leaves), then the music starts
+again; DTMF events reach us during any playback. ``uuid_break`` only sets CF_BREAK on
+the channel (mod_commands ``break_function``) and the playback running clears it: one
+arriving when nothing plays would cut the next playback short, so at most one is sent
+per playback (``_stop``).
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
-from orchestrator.core import offering
-from orchestrator.core.actions import Action, AppCompleted, BreakHold, Dtmf, Execute, JoinQueue, LeaveQueue, MembersReserved, MembersSeen, RequestCallback
+from orchestrator.core import announcements, offering
+from orchestrator.core.actions import (Action, AppCompleted, BreakHold, Dtmf, Execute, JoinQueue, LeaveQueue, LookupPosition, MembersReserved,
+                                       MembersSeen, QueuePosition, RequestCallback)
 from orchestrator.core.callstate import CallState, Context, Decision, RunSteps, blocking
 from orchestrator.core.model import Department
 from orchestrator.core.offering import OfferRun
@@ -27,8 +35,7 @@ def start(state: CallState, step: Offer, ctx: Context, actions: list[Action], ru
 
 
 def member_answer(state: CallState, event: MembersSeen | MembersReserved, ctx: Context, run_steps: RunSteps) -> Decision:
-    run, snap = state.offer, ctx.snapshot
-    dep = snap.departments.get(run.department_id) if run is not None and snap is not None else None
+    (run, dep), snap = _queued(state, ctx), ctx.snapshot
     if run is None or snap is None or dep is None or event.request_id != run.request_id:
         return Decision(state, ())
     if isinstance(event, MembersSeen):
@@ -36,10 +43,11 @@ def member_answer(state: CallState, event: MembersSeen | MembersReserved, ctx: C
         return Decision(replace(state, offer=run), tuple(asks))
     run, ring, actions = offering.reserved(run, event, dep, snap, ctx.now_ms, ctx.new_id)
     if ring is not None and run.waiting:
-        # Taken for a caller on hold: stop the music; the ring starts at its completion.
+        # Taken for a caller on hold: stop the music (or the announcement); the ring
+        # starts at its completion.
         waited = (ctx.now_ms - run.since_ms) // 1000
         note = "queue: a member is free after %d s" % waited
-        return Decision(replace(state, offer=replace(run, pending=ring), route=state.route + (note,)), tuple(actions) + (BreakHold(),))
+        return Decision(replace(state, offer=replace(run, pending=ring), route=state.route + (note,)), tuple(actions) + _stop(run))
     if ring is not None:
         return ring_members(state, run, ring, actions, ctx)
     if run.waiting:
@@ -65,39 +73,94 @@ def hold(state: CallState, run: OfferRun, dep: Department, ctx: Context, actions
 
     The music is one blocking ``playback``; when a member is taken for the caller the
     adapter breaks it (``uuid_break``, P07b/c) and the bridge follows its completion.
+    Put on hold for the first time in a department that announces places, the caller
+    first hears their place, then the music: ``LookupPosition`` is answered at once and
+    ``position_known`` plays it.
     """
     first = not run.since_ms
     since = run.since_ms or ctx.now_ms
     until = run.wait_until_ms or ctx.now_ms + dep.queue.max_wait * 1000
-    run = replace(run, waiting=True, since_ms=since, wait_until_ms=until, pending=None, leaving=False, held=())
+    run = replace(run, waiting=True, since_ms=since, wait_until_ms=until, pending=None, leaving=False, held=(),
+                  announce_at_ms=0, announce_next="", announcing="")
     hold = Hold(dep.id, dep.queue.music or "", "queue of %s" % run.label)
     note = "waiting in the queue (up to %d s)" % dep.queue.max_wait if first else "back in the queue"
     state = replace(state, offer=run, current=hold, route=state.route + (note,))
     actions = actions + [JoinQueue(dep.id, since), Execute("answer")]
-    return blocking(state, actions, "playback", hold.sound, ctx)
+    if first and dep.queue.announce_position:
+        return Decision(state, tuple(actions) + (LookupPosition(dep.id),))
+    return _music(state, run, dep, hold.sound, ctx, actions)
+
+
+def _music(state: CallState, run: OfferRun, dep: Department, sound: str, ctx: Context, actions: list[Action],
+           restart: bool = True) -> Decision:
+    """The hold music; ``restart``: a new stretch of it, the next announcement is due
+    ``announce_every`` seconds from now (otherwise the music only ended by itself)."""
+    if restart:
+        due = ctx.now_ms + announcements.every_ms(dep.queue) if announcements.has_any(dep.queue) else 0
+        run = replace(run, announce_at_ms=due)
+    return blocking(replace(state, offer=replace(run, announcing="")), actions, "playback", sound, ctx)
+
+
+def announce_due_ms(state: CallState) -> int | None:
+    """When the caller on hold needs a ``Wake`` for the next announcement (None: no
+    announcement is waiting for the clock). The adapter times its wait with it."""
+    run = state.offer
+    if run is None or not run.waiting or run.pending is not None or run.leaving:
+        return None
+    return run.announce_at_ms or None
 
 
 def wake(state: CallState, ctx: Context, freed: bool) -> Decision:
-    """The time limit, and (``freed``: a member may be free) another look for a member."""
-    run, snap = state.offer, ctx.snapshot
-    dep = snap.departments.get(run.department_id) if run is not None and snap is not None else None
+    """The time limit, the next announcement, and (``freed``: a member may be free)
+    another look for a member. A look for a member goes first: an announcement still
+    due is made on the next ``Wake`` (never two requests answered in one decision)."""
+    run, dep = _queued(state, ctx)
     if run is None or dep is None or not run.waiting or run.pending is not None or run.leaving:
         return Decision(state, ())
     if ctx.now_ms >= run.wait_until_ms:
         note = "queue: nobody free within %d s" % dep.queue.max_wait
         run = replace(run, leaving=True)
-        return Decision(replace(state, offer=run, route=state.route + (note,)), (LeaveQueue(dep.id), BreakHold()))
-    if not freed:
-        return Decision(state, ())  # only the time limit to check
-    run, asks = offering.retry(run, dep, ctx.now_ms, ctx.new_id)
-    return Decision(replace(state, offer=run), tuple(asks))
+        return Decision(replace(state, offer=run, route=state.route + (note,)), (LeaveQueue(dep.id),) + _stop(run))
+    if freed:
+        run, asks = offering.retry(run, dep, ctx.now_ms, ctx.new_id)
+        return Decision(replace(state, offer=run), tuple(asks))
+    due = announce_due_ms(state)
+    if due is None or ctx.now_ms < due:
+        return Decision(state, ())
+    if dep.queue.announce_position:  # answered at once: position_known
+        return Decision(replace(state, offer=replace(run, announce_at_ms=0)), (LookupPosition(dep.id),))
+    return _announce(state, run, dep, 0, ctx)
+
+
+def position_known(state: CallState, event: QueuePosition, ctx: Context) -> Decision:
+    """The caller's place, asked for an announcement (first on hold, or due)."""
+    run, dep = _queued(state, ctx)
+    if (run is None or dep is None or dep.id != event.department_id or not isinstance(state.current, Hold) or not run.waiting
+            or run.pending is not None or run.leaving or run.announce_next or run.announcing):
+        return Decision(state, ())
+    return _announce(state, run, dep, event.position, ctx)
+
+
+def _announce(state: CallState, run: OfferRun, dep: Department, position: int, ctx: Context) -> Decision:
+    """Nothing playing yet (just put on hold): say the place now, then the music.
+    Otherwise stop the music (``uuid_break``); ``hold_ended`` plays the announcement."""
+    assert isinstance(state.current, Hold)
+    first = not state.awaiting
+    sound = announcements.sounds(dep.queue, position, periodic=not first)
+    if first and sound:
+        return blocking(replace(state, offer=replace(run, announcing=sound, announce_at_ms=0)), [], "playback", sound, ctx)
+    if first:
+        return _music(state, run, dep, state.current.sound, ctx, [])
+    if not sound:  # the place could not be read and there is nothing else to say
+        return Decision(replace(state, offer=replace(run, announce_at_ms=ctx.now_ms + announcements.every_ms(dep.queue))), ())
+    return Decision(replace(state, offer=replace(run, announce_next=sound, announce_at_ms=0)), (BreakHold(),))
 
 
 def key_pressed(state: CallState, event: Dtmf, ctx: Context) -> Decision:
-    """A key pressed on hold: the department's callback key turns the caller's place into
-    a callback (kept at the same place), stops the music, thanks them and hangs up."""
-    run, snap = state.offer, ctx.snapshot
-    dep = snap.departments.get(run.department_id) if run is not None and snap is not None else None
+    """A key pressed on hold (music or announcement): the department's callback key turns
+    the caller's place into a callback (kept at the same place), stops the playback,
+    thanks them and hangs up."""
+    run, dep = _queued(state, ctx)
     if (run is None or dep is None or not isinstance(state.current, Hold) or not run.waiting or run.pending is not None
             or run.leaving or not dep.queue.callback_allowed or not event.digit or event.digit != dep.queue.callback_key):
         return Decision(state, ())
@@ -107,19 +170,35 @@ def key_pressed(state: CallState, event: Dtmf, ctx: Context) -> Decision:
     # leaving: hold_ended runs the plan, which is now only the thank-you announcement.
     state = replace(state, offer=replace(run, leaving=True), plan=(thanks,), route=state.route + (note,))
     ask = RequestCallback(dep.id, run.since_ms, state.call.caller_number, state.call.destination)
-    return Decision(state, (ask, BreakHold()))
+    return Decision(state, (ask,) + _stop(run))
 
 
 def hold_ended(state: CallState, step: Hold, ctx: Context, run_steps: RunSteps) -> Decision:
-    run = state.offer
+    """The playback on hold completed: a member taken wins, then leaving the queue, then
+    the announcement the music was stopped for; otherwise the music (again)."""
+    run, dep = _queued(state, ctx)
     if run is not None and run.pending is not None:
         ring = run.pending
         return ring_members(state, replace(run, waiting=False, pending=None), ring, [], ctx)
-    if run is None or run.leaving:
+    if run is None or dep is None or run.leaving:
         return run_steps(replace(state, offer=None), list(state.plan), ctx, [])
-    return blocking(state, [], "playback", step.sound, ctx)  # the music ended by itself: again
+    if run.announce_next:
+        run = replace(run, announcing=run.announce_next, announce_next="")
+        return blocking(replace(state, offer=run), [], "playback", run.announcing, ctx)
+    return _music(state, run, dep, step.sound, ctx, [], restart=bool(run.announcing))
 
 
+def _stop(run: OfferRun | None) -> tuple[Action, ...]:
+    """Stop what plays on hold, unless a ``uuid_break`` is already on its way (the music
+    is being stopped for an announcement): at most one break per playback, so that none
+    is left over for the next one."""
+    return () if run is not None and run.announce_next else (BreakHold(),)
+
+
+def _queued(state: CallState, ctx: Context) -> tuple[OfferRun | None, Department | None]:
+    """The department offer in progress and its department."""
+    run, snap = state.offer, ctx.snapshot
+    return run, snap.departments.get(run.department_id) if run is not None and snap is not None else None
 
 
 def ring_failed(state: CallState, step: Ring, event: AppCompleted, ctx: Context, prefix: list[Action], run_steps: RunSteps) -> Decision:

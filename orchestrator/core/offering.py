@@ -78,6 +78,10 @@ class OfferRun:
     wait_until_ms: int = 0  # the queue's time limit for this caller
     pending: Ring | None = None  # taken while on hold: rung once the music has stopped
     leaving: bool = False  # the time limit passed: to the no-answer target after the music
+    # Announcements on hold (core/announcements.py); each stops the music with a uuid_break.
+    announce_at_ms: int = 0  # when the music stops for the next announcement (0: none due)
+    announce_next: str = ""  # to play once the music has stopped (its uuid_break is on its way)
+    announcing: str = ""  # playing now instead of the music
 
 
 def result_of(cause: str) -> str:

@@ -45,6 +45,7 @@ import redis
 from orchestrator.store.agents_lua import (
     CHANNEL_UP_LUA,
     JOIN_QUEUE_LUA,
+    QUEUE_POSITION_LUA,
     RELEASE_LUA,
     RENEW_LUA,
     RENEW_QUEUE_LUA,
@@ -139,6 +140,7 @@ class AgentStore:
         self._channel_up = client.register_script(CHANNEL_UP_LUA)
         self._join_queue = client.register_script(JOIN_QUEUE_LUA)
         self._renew_queue = client.register_script(RENEW_QUEUE_LUA)
+        self._queue_position = client.register_script(QUEUE_POSITION_LUA)
 
     # ------------------------------------------------------------ offers
 
@@ -212,6 +214,12 @@ class AgentStore:
 
     def renew_queue(self, tenant_id: int, department_id: int, call_uuid: str) -> None:
         self._renew_queue(keys=[queue_lease_key(tenant_id, department_id)], args=[call_uuid, self.lease_ms])
+
+    def queue_position(self, tenant_id: int, department_id: int, call_uuid: str) -> int:
+        """The caller's place in line (1 = next), counting the live callers and callbacks
+        ahead; 0 when the caller is not in the queue."""
+        keys = [queue_key(tenant_id, department_id), queue_lease_key(tenant_id, department_id)]
+        return _int(self._queue_position(keys=keys, args=[call_uuid]))
 
     def queue(self, tenant_id: int, department_id: int) -> list[tuple[str, int]]:
         """Waiting callers in order: (call uuid, place ms). Callers whose lease expired

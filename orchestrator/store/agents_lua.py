@@ -82,6 +82,23 @@ redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
 return redis.call('ZRANK', KEYS[1], ARGV[1])
 """
 
+# KEYS[1] = {t:T}:queue:<dept>, KEYS[2] = {t:T}:queue:<dept>:lease; ARGV[1] = call uuid
+# Returns the caller's place in line: 1 + the waiting callers and callbacks ahead whose
+# lease is alive (a dead orchestrator's callers do not count, as in AgentStore.queue);
+# 0 when the caller is not in the queue. Read only.
+QUEUE_POSITION_LUA = _NOW + """
+local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+if not rank then return 0 end
+local place = 1
+if rank > 0 then
+  for _, ahead in ipairs(redis.call('ZRANGE', KEYS[1], 0, rank - 1)) do
+    local lease = redis.call('ZSCORE', KEYS[2], ahead)
+    if lease and tonumber(lease) > now then place = place + 1 end
+  end
+end
+return place
+"""
+
 # KEYS[1] = {t:T}:queue:<dept>:lease; ARGV[1] = call uuid, ARGV[2] = lease ms
 # Renews the lease of a caller still in the queue (XX: never re-adds one that left).
 RENEW_QUEUE_LUA = _NOW + """
