@@ -104,7 +104,9 @@ def test_number_to_employee_rings_desk_then_adds_mobile():
     assert bridge.arg == (
         "{ignore_early_media=true,call_timeout=27}"
         "[origination_uuid=id1,leg_timeout=25]user/101@demo.pbx.local,"
-        "[origination_uuid=id2,leg_timeout=25,leg_delay_start=10]sofia/gateway/pstn/+79160000001"
+        # the mobile sees the caller's number (the tenant's default forward_caller_id policy)
+        "[origination_uuid=id2,origination_caller_id_number=+78120000000,leg_timeout=25,leg_delay_start=10]"
+        "sofia/gateway/pstn/+79160000001"
     )
     sets = [a.arg for a in d.actions if isinstance(a, Execute) and a.app == "set"]
     (multiset,) = [a.arg for a in d.actions if isinstance(a, Execute) and a.app == "multiset"]

@@ -193,7 +193,7 @@ def test_plan_ring_legs_do_not_change_the_dial_string():
     assert bridge.arg == (
         "{ignore_early_media=true,call_timeout=32}"
         "[origination_uuid=a,leg_timeout=30]user/101@demo.pbx.local,"
-        "[origination_uuid=b,leg_timeout=30,leg_delay_start=10]sofia/gateway/pstn/+79160000001"
+        "[origination_uuid=b,origination_caller_id_number=%s,leg_timeout=30,leg_delay_start=10]sofia/gateway/pstn/+79160000001" % CALLER
     )
 
 

@@ -151,3 +151,28 @@ def test_explainer_shows_the_outbound_number_and_caller_id():
     refused = explain(tenant(), POLICY, "102", "*79*89161234567", ms("2026-11-24T12:00:00"), entry="internal")
     assert "decision: outbound call refused: no number of the tenant has dial code 9" in refused.chain
     assert refused.steps[0].details == ("plays without answering %s, then hangs up (UNALLOCATED_NUMBER)" % POLICY.sound_unavailable,)
+
+
+# ------------------------------------------------------------------ forwarded calls' caller ID
+
+
+def mobile_leg(d) -> str:
+    return [leg for leg in blocking(d.actions).arg.split(",[") if "pstn" in leg][0]
+
+
+@pytest.mark.parametrize("policy, caller, shown", [
+    ("caller", "+78120000000", "+78120000000"),    # the caller's own number
+    ("number", "+78120000000", "+74950000002"),    # the company number that was called
+    ("caller", "anonymous", "+74950000002"),       # no plain number to show: the company's
+    ("caller", "", "+74950000002"),
+])
+def test_forwarded_call_shows_the_tenants_caller_id_policy(policy, caller, shown):
+    snap = replace(tenant(), forward_caller_id=policy)
+    call = CallInfo("f1", "public", "+74950000002", caller)  # Anna, desk then mobile
+    d = callflow.start(call, ctx(snap))
+    assert "origination_caller_id_number=%s," % shown in mobile_leg(d)
+
+
+def test_an_employees_call_forwarded_to_a_mobile_shows_their_outbound_caller_id():
+    d = callflow.start(internal("101", user="102"), ctx(tenant()))  # Boris calls Anna: her mobile joins
+    assert "origination_caller_id_number=+74950000002," in mobile_leg(d)  # Sales' number, not "102"

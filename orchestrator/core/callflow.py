@@ -47,6 +47,7 @@ from orchestrator.core.actions import (
     MembersReserved,
     MembersSeen,
     OfferEnd,
+    QueuePosition,
     StoreFax,
     StoreVoicemail,
     Unbridged,
@@ -55,8 +56,9 @@ from orchestrator.core.actions import (
 from orchestrator.core import departments, offering
 from orchestrator.core.callstate import DONE, ENDING, RUNNING, TALKING, CallState, Context, Decision, blocking
 from orchestrator.core.model import CallerMatch, TargetKind
-from orchestrator.core.plan import Announce, Fax, Hold, MenuStep, Offer, Ring, Step, Voicemail, agent_first, plan_outbound, plan_target
-from orchestrator.core.routing import Entry, entry_target, find_number
+from orchestrator.core.plan import (Announce, Fax, Hold, MenuStep, Offer, Policy, Ring, Step, Voicemail, agent_first,
+                                    plan_outbound, plan_target)
+from orchestrator.core.routing import Entry, entry_target, find_number, forward_caller_id
 
 __all__ = ["CallState", "Context", "Decision", "Opening", "finish_now", "handle", "opening", "start"]
 
@@ -110,11 +112,20 @@ def opening(call: CallInfo, ctx: Context, *, admitted: bool = True, refusal: str
     if entry.target is None and agent is None:
         step = Announce(ctx.policy.sound_unknown_number, entry.note, "UNALLOCATED_NUMBER", answer=False)
         return Opening((step,), entry, Log("no route", "warning", {"reason": entry.note}))
-    steps = plan_target(entry.target, snap, ctx.policy, ctx.new_id)
+    policy = call_policy(call, ctx)
+    steps = plan_target(entry.target, snap, policy, ctx.new_id)
     if agent is not None and verdict is not None and verdict.rule is not None:
         why = "named by the CRM" if verdict.rule.match is CallerMatch.CRM else "last talked with the caller"
-        steps = agent_first(agent, why, steps, snap, ctx.policy, ctx.new_id)
+        steps = agent_first(agent, why, steps, snap, policy, ctx.new_id)
     return Opening(tuple(steps), entry)
+
+
+def call_policy(call: CallInfo, ctx: Context) -> Policy:
+    """The deployment's policy with this call's own part: the caller ID its forwarded
+    legs show (``routing.forward_caller_id``)."""
+    if ctx.snapshot is None:
+        return ctx.policy
+    return replace(ctx.policy, forward_caller_id=forward_caller_id(ctx.snapshot, call))
 
 
 def start(call: CallInfo, ctx: Context, *, admitted: bool = True, refusal: str = "") -> Decision:
@@ -184,6 +195,8 @@ def handle(state: CallState, event: CoreEvent, ctx: Context) -> Decision:
         return departments.member_answer(state, event, ctx, _run_steps)
     if isinstance(event, Wake):
         return departments.wake(state, ctx, event.freed)
+    if isinstance(event, QueuePosition):
+        return departments.position_known(state, event, ctx)
     if isinstance(event, Dtmf):
         if isinstance(state.current, Hold) and state.offer is not None:
             return departments.key_pressed(state, event, ctx)
@@ -383,7 +396,7 @@ def _menu_result(state: CallState, step: MenuStep, event: AppCompleted, ctx: Con
             else:
                 target, note = menu.default_target, "menu %s: invalid input, default" % menu.name
     state = replace(state, route=state.route + (note,))
-    steps = plan_target(target, snap, ctx.policy, ctx.new_id, step.hops + 1)
+    steps = plan_target(target, snap, call_policy(state.call, ctx), ctx.new_id, step.hops + 1)
     if steps and isinstance(steps[0], MenuStep) and steps[0].menu_id != step.menu_id:
         # A nested menu: remember where the caller came from, for its "back" digit.
         steps[0] = replace(steps[0], came_from=step.came_from + ((step.menu_id, step.hops),))
