@@ -297,7 +297,8 @@ class TenantScopedView(SecureView):
 
     def _form_field(self, form: Any, doc_field: str) -> str:
         name = self.field_map.get(doc_field, doc_field)
-        for candidate in (name, name + "_ref_id", name + "_kind"):
+        # "queue.announce_every" is the form's queue_announce_every
+        for candidate in (name, name + "_ref_id", name + "_kind", name.replace(".", "_")):
             if hasattr(form, candidate):
                 return candidate
         return name

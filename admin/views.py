@@ -118,7 +118,8 @@ class DepartmentView(TenantScopedView):
 
     def __init__(self, db: scoped_session, **kw: Any) -> None:
         self.form_args = {**target_form_args("no_answer", "No answer"), "outbound_caller_id": {
-            "label": "Outbound caller ID (members without their own; one of the company's numbers)"}}
+            "label": "Outbound caller ID (members without their own; one of the company's numbers)"},
+            "queue_announce_every": {"label": "Queue: seconds of music between announcements (5-600)"}}
         self.inline_models = [(DepartmentMember, {
             "form_columns": ("id", "employee", "order", "weight", "escalation_offset"),
             "form_args": {"employee": scoped_picker(db, Employee)},

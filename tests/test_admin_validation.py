@@ -296,3 +296,14 @@ def test_none_as_an_optional_target_kind_saves_no_target(client: FlaskClient, fa
     form = scrape(client, menu_url)
     blank = {"default_kind": "", "default_ref_id": "", "default_number": "", "default_sound": ""}
     assert client.post(menu_url, data={**form.data, **blank}).status_code == 302
+
+
+def test_queue_announcement_interval_out_of_range_is_refused_at_its_field(client: FlaskClient, factory: sessionmaker) -> None:
+    url = "/admin/department/edit/?id=%d" % demo_id(factory, db.Department, extension="300")
+    form = scrape(client, url)
+    page = client.post(url, data={**form.data, "queue_announce_every": "3"})
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and "at least 5" in text
+    at = text.index('id="queue_announce_every"')
+    assert "is-invalid" in text[at - 80:at + 200] and "at least 5" in text[at:at + 800], text[at - 300:at + 800]
+    assert client.post(url, data={**form.data, "queue_announce_every": "45"}).status_code == 302

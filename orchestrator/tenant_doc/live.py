@@ -32,5 +32,7 @@ def errors_for(session: Session, tenant_id: int, obj: Any) -> dict[str, list[str
             if error.field.startswith(prefix + ".") or error.field == prefix:
                 rest = error.field[len(prefix) + 1:]
                 field = rest.split(".", 1)[0].split("[", 1)[0] or "(form)"
+                if field == "queue" and "." in rest:  # queue.<key> is the row's queue_<key> column
+                    field = "queue." + rest.split(".", 2)[1].split("[", 1)[0]
                 out.setdefault(field, []).append(error.message)
     return out
