@@ -301,7 +301,9 @@ def test_p08c_nothing_listening(server: RawOutboundServer) -> None:
         call = sim.place_call("7102", caller_id="sipp").wait(10)
         ev = [e for e in call.events if e.get("Application") == "socket"]
         assert [e.name for e in ev] == ["CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE"]
-        assert abs(ev[1].t - ev[0].t) < 0.02 and ev[1].get("Application-Response") == "_none_"
+        # At once (a refused connect), not after a connect timeout of seconds: 2 simulated
+        # seconds are 100 ms real at this time scale, room for a loaded machine.
+        assert abs(ev[1].t - ev[0].t) < 2.0 and ev[1].get("Application-Response") == "_none_"
         names = call.event_names()
         assert "CHANNEL_PROGRESS_MEDIA" in names and "CHANNEL_ANSWER" not in names
         assert call.hangup_cause == "NORMAL_CLEARING"
