@@ -93,3 +93,12 @@ def test_nested_menu_back_then_an_option_of_the_top_menu(sim, e2e_db):  # noqa: 
     row = history(factory, call)
     assert row.answered_by_employee_id == employee_id(factory, tenant_id, "101")
     assert "menu Support: back" in row.route
+
+
+def test_a_forwarded_call_shows_the_callers_number_on_the_mobile(sim, e2e_db):  # noqa: F811
+    desk = sim.add_user("101", DOMAIN, behavior=Answer(after=30))
+    mobile = sim.add_external("+79160000011", behavior=Answer(after=1, hangup_after=1))
+    call = sim.place_call("+74951110001", caller_id="+78125550001").wait(timeout=20)
+    assert call.answered and len(desk.legs) == 1
+    (leg,) = mobile.legs
+    assert leg.caller_id == "+78125550001"  # the tenant's policy: the caller's own number
