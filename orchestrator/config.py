@@ -89,6 +89,9 @@ class Settings:
     smtp_password: str = field(default="", repr=False)
     smtp_from: str = "pbx-voicemail@localhost"
     smtp_starttls: bool = False
+    # CRM lookups (caller rules) may reach private / loopback addresses: off by default,
+    # so that a tenant admin cannot point the orchestrator at the operator's network.
+    crm_allow_private: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -156,4 +159,5 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         smtp_password=env.get("PBX_SMTP_PASSWORD", ""),
         smtp_from=env.get("PBX_SMTP_FROM", "") or base.smtp_from,
         smtp_starttls=_bool(env, "PBX_SMTP_STARTTLS", base.smtp_starttls),
+        crm_allow_private=_bool(env, "PBX_CRM_ALLOW_PRIVATE", base.crm_allow_private),
     )

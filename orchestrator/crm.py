@@ -19,12 +19,20 @@ nothing else is sent; the URL may carry the CRM's own key in its query string.
 The request runs on gevent's sockets whatever the process patched, under one
 ``gevent.Timeout`` covering DNS, connect, TLS, request and response: a slow CRM never
 holds a call longer than its timeout.
+
+The URL is a tenant admin's input, so the orchestrator only connects to public
+addresses: the host is resolved, every address checked (no loopback, private,
+link-local, multicast or reserved ones) and the connection made to a checked address,
+not to a second resolution (no DNS rebinding). ``PBX_CRM_ALLOW_PRIVATE=1`` lifts this for
+deployments whose CRMs live on the operator's own network.
 """
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -43,24 +51,62 @@ USER_AGENT = "cloudpbx-crm-lookup/1"
 Fetch = Callable[[str, float], "tuple[int, bytes]"]
 
 
+class BlockedAddress(OSError):
+    """The CRM's host is (or resolves to) an address the orchestrator must not reach."""
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def checked_connection(host: str, port: int, timeout: float, allow_private: bool) -> socket.socket:
+    """A gevent socket connected to ``host``: every address it resolves to is checked
+    first, and the connection goes to those checked addresses (not to a new lookup)."""
+    infos = gevent.socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    if not allow_private:
+        blocked = sorted({info[4][0] for info in infos if not _public(info[4][0])})
+        if blocked:
+            raise BlockedAddress("%s is a private or local address (%s); set PBX_CRM_ALLOW_PRIVATE=1 to allow it"
+                                 % (host, ", ".join(blocked)))
+    last: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        sock = gevent.socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    raise last or OSError("%s: no address" % host)
+
+
 class _Connection(http.client.HTTPConnection):
     """HTTP over a gevent socket (cooperative even without monkey-patching)."""
 
+    allow_private = False
+
     def connect(self) -> None:
-        self.sock = gevent.socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = checked_connection(self.host, self.port, self.timeout, self.allow_private)
 
 
 class _TlsConnection(http.client.HTTPSConnection):
+    allow_private = False
+
     def connect(self) -> None:
-        raw = gevent.socket.create_connection((self.host, self.port), self.timeout)
+        raw = checked_connection(self.host, self.port, self.timeout, self.allow_private)
         self.sock = gevent.ssl.create_default_context().wrap_socket(raw, server_hostname=self.host)
 
 
-def http_get(url: str, timeout_s: float) -> tuple[int, bytes]:
+def http_get(url: str, timeout_s: float, allow_private: bool = False) -> tuple[int, bytes]:
     """One GET; the caller bounds the whole exchange with a gevent.Timeout."""
     parts = urlsplit(url)
     cls = _TlsConnection if parts.scheme == "https" else _Connection
     conn = cls(parts.hostname or "", parts.port, timeout=timeout_s)
+    conn.allow_private = allow_private
     try:
         path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
         conn.request("GET", path, headers={"Accept": "application/json", "User-Agent": USER_AGENT})
@@ -106,8 +152,9 @@ def _extension(status: int, body: bytes) -> tuple[str | None, str] | None:
 
 
 class CrmClient:
-    def __init__(self, fetch: Fetch = http_get, clock: Callable[[], float] = time.monotonic) -> None:
-        self.fetch = fetch
+    def __init__(self, fetch: Fetch | None = None, clock: Callable[[], float] = time.monotonic,
+                 allow_private: bool = False) -> None:
+        self.fetch: Fetch = fetch or (lambda url, timeout_s: http_get(url, timeout_s, allow_private))
         self.clock = clock
 
     def responsible(self, url: str, timeout_ms: int, caller: str, number: str, tenant: str) -> CrmAnswer:

@@ -1,8 +1,11 @@
 """Writes finished calls, voicemails and faxes to the database, off the gevent hub.
 
-The call handler's ``CallRecorder``: one short transaction per write, run in the
-wiring's thread pool so that a slow database never stalls other calls' events.
-``DbHistory`` reads a caller's last agent for the caller rules the same way.
+The call handler's ``CallRecorder``. A finished call's history row and a department
+call's missed offers are queued for the ``HistoryWriter`` (written in batches by one
+background greenlet; ``close()`` writes what is queued at shutdown). Voicemails and
+faxes are one short transaction each (their e-mail job needs the row's id at once), run
+in the wiring's thread pool so that a slow database never stalls other calls' events.
+``DbHistory`` reads a caller's last agent for the caller rules.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from typing import Any, Callable
 
 from orchestrator.core.actions import CallInfo, Finished, StoreFax, StoreVoicemail
 from orchestrator.db import queries
+from orchestrator.history_writer import HistoryWriter
 
 log = logging.getLogger(__name__)
 
@@ -30,40 +34,36 @@ def _ts(ms: int | None) -> datetime | None:
 
 class DbRecorder:
     def __init__(self, session_factory: Any, run_blocking: Callable[..., Any], on_voicemail: OnVoicemail | None = None,
-                 on_fax: OnFax | None = None) -> None:
+                 on_fax: OnFax | None = None, history: HistoryWriter | None = None) -> None:
         self._sessions = session_factory
         self._run = run_blocking
         self._on_voicemail = on_voicemail
         self._on_fax = on_fax
+        self.history = history if history is not None else HistoryWriter(session_factory, run_blocking)
 
     def call_finished(self, tenant_id: int, call: CallInfo, finished: Finished, started_ms: int, answered_ms: int | None, ended_ms: int) -> None:
-        def write() -> None:
-            with self._sessions() as session:
-                queries.insert_call_record(
-                    session,
-                    tenant_id,
-                    call_uuid=call.uuid,
-                    direction="outbound" if finished.outbound else "internal" if call.entry == "internal" else "inbound",
-                    caller=call.caller_number,
-                    destination=finished.outbound_to or call.destination,  # outbound: the E.164 dialled
-                    started_at=_at(started_ms),
-                    answered_at=_ts(answered_ms),
-                    ended_at=_at(ended_ms),
-                    answered_by_employee_id=finished.answered_by_employee_id,
-                    hangup_cause=finished.hangup_cause,
-                    route=finished.route[:2000],
-                )
-                session.commit()
+        """Queue the call's history row (written within ``MAX_DELAY_S`` by the writer)."""
+        self.history.add({
+            "tenant_id": tenant_id,
+            "call_uuid": call.uuid,
+            "direction": "outbound" if finished.outbound else "internal" if call.entry == "internal" else "inbound",
+            "caller": call.caller_number,
+            "destination": finished.outbound_to or call.destination,  # outbound: the E.164 dialled
+            "started_at": _at(started_ms),
+            "answered_at": _ts(answered_ms),
+            "ended_at": _at(ended_ms),
+            "answered_by_employee_id": finished.answered_by_employee_id,
+            "hangup_cause": finished.hangup_cause,
+            "route": finished.route[:2000],
+        })
 
-        self._run(write)
+    def close(self, timeout: float) -> bool:
+        """Orderly shutdown: write the queued history rows (see ``HistoryWriter.close``)."""
+        return self.history.close(timeout)
 
     def missed_offers(self, tenant_id: int, call: CallInfo, department_id: int, ended_ms: int, misses: list[queries.Miss]) -> None:
-        def write() -> None:
-            with self._sessions() as session:
-                queries.record_missed_offers(session, tenant_id, department_id, call.uuid, _at(ended_ms), misses)
-                session.commit()
-
-        self._run(write)
+        """Queue the call's missed offers for the history writer (batched like call records)."""
+        self.history.add(queries.MissedOffers(tenant_id, department_id, call.uuid, _at(ended_ms), tuple(misses)))
 
     def voicemail(self, tenant_id: int, call: CallInfo, message: StoreVoicemail) -> None:
         def write() -> int:

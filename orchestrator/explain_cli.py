@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             return 2
         lookups = None
         if not args.no_lookups:  # the live adapters, run directly (this command has no thread pool)
-            live = wiring.caller_lookups(db, run_blocking=lambda fn, *a: fn(*a))
+            live = wiring.caller_lookups(db, allow_private=settings.crm_allow_private, run_blocking=lambda fn, *a: fn(*a))
             sip_domain = snapshot.sip_domain
             lookups = lambda ask: live.answer(snapshot.tenant_id, sip_domain, args.caller, ask)  # noqa: E731
         result = explain(snapshot, wiring.policy_from(settings), args.caller, args.dialed, now_ms,

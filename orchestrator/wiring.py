@@ -208,12 +208,20 @@ def fax_notifier(settings: Settings, client: redis.Redis) -> Callable[[int, int]
     return _mail_notifier(settings, client, FAX_MAIL_JOB, "fax")
 
 
-def caller_lookups(db: Database, *, run_blocking: Callable[..., Any] = run_in_threadpool) -> Any:
-    """The caller rules' lookups: call history from the database, CRMs over HTTP."""
+def history_writer(db: Database, *, max_delay_s: float, run_blocking: Callable[..., Any] = run_in_threadpool) -> Any:
+    """The batching writer of finished calls' history rows (``DbRecorder``'s)."""
+    from orchestrator.history_writer import HistoryWriter
+
+    return HistoryWriter(db.session_factory, run_blocking, max_delay_s=max_delay_s)
+
+
+def caller_lookups(db: Database, *, allow_private: bool = False, run_blocking: Callable[..., Any] = run_in_threadpool) -> Any:
+    """The caller rules' lookups: call history from the database, CRMs over HTTP (only
+    public addresses unless ``allow_private``: PBX_CRM_ALLOW_PRIVATE)."""
     import time
 
     from orchestrator.caller_lookups import CallerLookups
     from orchestrator.crm import CrmClient
     from orchestrator.db_recorder import DbHistory
 
-    return CallerLookups(DbHistory(db.session_factory, run_blocking), CrmClient(), lambda: int(time.time() * 1000))
+    return CallerLookups(DbHistory(db.session_factory, run_blocking), CrmClient(allow_private=allow_private), lambda: int(time.time() * 1000))

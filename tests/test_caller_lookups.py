@@ -79,7 +79,9 @@ def crm() -> Iterator[tuple[Crm, str]]:
 
 def ask(base: str, path: str, timeout_ms: int = 300) -> tuple[Any, float]:
     started = time.monotonic()
-    answer = CrmClient().responsible(base + path, timeout_ms, "+78121234567", "+74950000001", "demo.pbx.local")
+    # The test CRM listens on loopback: allowed here as PBX_CRM_ALLOW_PRIVATE=1 would.
+    answer = CrmClient(allow_private=True).responsible(base + path, timeout_ms, "+78121234567", "+74950000001",
+                                                      "demo.pbx.local")
     return answer, (time.monotonic() - started) * 1000
 
 
@@ -207,7 +209,7 @@ def test_call_routed_with_the_crm_answer(crm, path, rung) -> None:
     _, base = crm
     counter = itertools.count(1)
     c = callflow.Context(managers_snapshot(base + path), Policy(), 0, lambda: "id%d" % next(counter))
-    lookups = CallerLookups(None, CrmClient(), lambda: 0)
+    lookups = CallerLookups(None, CrmClient(allow_private=True), lambda: 0)
     started = time.monotonic()
     d = callflow.start(CallInfo("c1", "public", "+74950000001", "+78121234567"), c)
     (ask_,) = [a for a in d.actions if isinstance(a, LookupCaller)]
@@ -235,3 +237,27 @@ def test_last_agent_counts_an_answered_outbound_call_to_the_client(history) -> N
     assert known.employee_id == emp["h.example/101"]
     known = lookups.answer(tid, "h.example", "+78121234567", lookup("last_agent", days=1))
     assert known.employee_id is None  # the only answered one inside a day was internal
+
+
+# ------------------------------------------------------------------ private addresses
+
+
+@pytest.mark.parametrize("address, public", [
+    ("8.8.8.8", True), ("2a00:1450:4010:c0e::64", True),
+    ("127.0.0.1", False), ("10.1.2.3", False), ("192.168.0.10", False), ("172.16.5.5", False),
+    ("169.254.169.254", False),  # cloud metadata service
+    ("100.64.0.1", False), ("0.0.0.0", False), ("224.0.0.1", False),
+    ("::1", False), ("fd00::1", False), ("fe80::1%eth0", False), ("::ffff:127.0.0.1", False),
+])
+def test_only_public_addresses_count_as_public(address: str, public: bool) -> None:
+    from orchestrator.crm import _public
+    assert _public(address) is public
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
+def test_crm_on_a_local_address_is_refused_without_connecting(crm, host: str) -> None:
+    app, base = crm
+    port = base.rsplit(":", 1)[1]
+    answer = CrmClient().responsible("http://%s:%s/known" % (host, port), 500, "+78121234567", "+74950000001", "d")
+    assert not answer.answered and "private or local address" in answer.note and "PBX_CRM_ALLOW_PRIVATE" in answer.note
+    assert app.requests == []  # nothing reached the server

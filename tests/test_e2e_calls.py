@@ -42,7 +42,7 @@ class Orchestrator:
     """A real pbx-orchestrator process on an ephemeral port."""
 
     def __init__(self, db_url: str, redis_url: str, log_path: Path, listen: str = "127.0.0.1:0", **extra_env: str) -> None:
-        env = dict(os.environ, DATABASE_URL=db_url, REDIS_URL=redis_url, PBX_ENV="test", PBX_DATA_DIR=str(log_path.parent), PBX_RECORDINGS_DIR="/rec")
+        env = dict(os.environ, DATABASE_URL=db_url, REDIS_URL=redis_url, PBX_ENV="test", PBX_CRM_ALLOW_PRIVATE="1", PBX_DATA_DIR=str(log_path.parent), PBX_RECORDINGS_DIR="/rec")
         env.update(extra_env)
         self.log_path = log_path
         self.proc = subprocess.Popen(

@@ -135,3 +135,106 @@ def test_bad_json_event_raises() -> None:
     msg = wire.Message([("Content-Type", "command/reply")])
     with pytest.raises(ProtocolError):
         wire.parse_event(msg)
+
+
+# ----------------------------------------------------------------- plain events decoded on demand
+
+
+def _eager(body: bytes) -> list[tuple[str, str]]:
+    """What parse_event_plain returned before it decoded lazily: every line split and
+    unquoted at once (the reference for the lazy headers)."""
+    from urllib.parse import unquote
+
+    head = body.decode("utf-8", "replace").partition("\n\n")[0]
+    return [(k, unquote(v) if "%" in v else v) for k, v in wire.parse_header_lines(head)]
+
+
+def _plain_event_bodies() -> list[bytes]:
+    return [m.body for path in FILES for m in _fs_messages(path) if m.content_type == "text/event-plain"]
+
+
+def test_lazy_headers_read_as_the_eager_parse_on_every_recorded_event() -> None:
+    bodies = _plain_event_bodies()
+    assert len(bodies) > 100
+    for body in bodies:
+        expected = _eager(body)
+        last = dict(expected)
+        lookups = wire.parse_event_plain(body)  # single lookups only, nothing parsed in full
+        for name, value in last.items():
+            assert lookups.get(name) == value and lookups.headers[name] == value and name in lookups.headers
+        assert lookups.get("No-Such-Header") is None and "No-Such-Header" not in lookups.headers
+        full = wire.parse_event_plain(body)
+        assert list(full.items) == expected  # wire order, duplicates kept
+        assert dict(full.headers.items()) == last and len(full.headers) == len(last) and list(full.headers) == list(last)
+
+
+def test_lazy_headers_escaped_repeated_and_empty_values() -> None:
+    head = [
+        ("Event-Name", "CUSTOM"),
+        ("Caller-Caller-ID-Name", "Ivan Petrov: sales\n+7 (495) 100%"),  # ': ' and a newline, encoded
+        ("variable_sip_h_X-Note", "a=b;c&d #1 ü€"),
+        ("Hangup-Cause", "NORMAL_CLEARING"),
+        ("variable_empty", ""),
+        ("Hangup-Cause", "USER_BUSY"),  # repeated: the last one wins in headers
+        ("variable_dial", "{a=b}[x=y]user/101@demo,user/102@demo"),
+    ]
+    body = "".join("%s: %s\n" % (k, wire.fs_quote(v)) for k, v in head).encode() + b"\n"
+    ev = wire.parse_event_plain(body)
+    assert ev.get("Caller-Caller-ID-Name") == "Ivan Petrov: sales\n+7 (495) 100%"
+    assert ev.var("sip_h_X-Note") == "a=b;c&d #1 ü€"
+    assert ev.get("Hangup-Cause") == "USER_BUSY"
+    assert ev.var("empty") == "" and ev.get("Caller-Caller-ID") is None  # a prefix of a name is not that name
+    assert ev.var("dial") == "{a=b}[x=y]user/101@demo,user/102@demo"
+    assert list(ev.items) == head
+    assert ev.body is None
+    # "Name:" with no space is an empty value too (parse_header_lines' rule), and a
+    # longer name starting with "Name:" is another header.
+    odd = wire.parse_event_plain(b"Event-Name: X\nA:\nA:: colon-named\nB: 1\n\n")
+    assert odd.get("A") == "" and odd.get("A:") == "colon-named" and odd.get("B") == "1"
+    assert list(odd.items) == [("Event-Name", "X"), ("A", ""), ("A:", "colon-named"), ("B", "1")]
+
+
+def test_lazy_headers_with_an_inner_body() -> None:
+    text = "ok: the job's output\n\nwith a blank line and %41 not decoded\n"
+    raw = wire.encode_event_plain([("Event-Name", "BACKGROUND_JOB"), ("Job-UUID", "j-1")], text)
+    msg = wire.Parser().feed(raw)[0]
+    ev = wire.parse_event(msg)
+    assert ev.body == text and ev.get("Content-Length") == str(len(text.encode()))
+    assert ev.get("Job-UUID") == "j-1" and [k for k, _ in ev.items] == ["Event-Name", "Job-UUID", "Content-Length"]
+    assert wire.encode_event_plain(ev.items, ev.body) == raw
+
+
+def test_a_malformed_event_line_raises_at_parse_time() -> None:
+    with pytest.raises(ProtocolError):
+        wire.parse_event_plain(b"not-an-event")
+    with pytest.raises(ProtocolError):
+        wire.parse_event_plain(b"Event-Name: X\ngarbage line\nB: 1\n\n")
+    with pytest.raises(ProtocolError):
+        wire.parse_event_plain(b"Event-Name: X\nContent-Length: many\n\nbody")
+
+
+def test_unquote_lines_is_unquote_of_each_value() -> None:
+    """The one-call decoding of all values (a2b_qp) against urllib's unquote, value by
+    value, on FreeSWITCH's encoding of awkward values and on raw text it does not cover."""
+    import random
+    from urllib.parse import unquote
+
+    atoms = ["%", "=", "0", "A", "a", "F", "9", "G", "\r", " ", "_", "x", "é", "%C3%A9", "%0A", "%0a", "%00", "%E2%82",
+             "%20", "%2", "%%", "%3D", "%3d", "%C3", "%A9", "%FF", "%0D", "%%41", "=41", "%e2%82%ac", "\x00", "%80"]
+    rng = random.Random(20261124)
+    fast = 0
+    for _ in range(20000):
+        values = ["".join(rng.choice(atoms) for _ in range(rng.randint(0, 8))) for _ in range(rng.randint(1, 4))]
+        got = wire.unquote_lines("\n".join(values))
+        if got is not None:
+            fast += 1
+            assert got == [unquote(v) for v in values], values
+    assert fast > 2000  # the fast path was exercised, not only the fallback
+    encoded = [wire.fs_quote(v) for v in ("a: b\nc", "100%", "x=y&z", "ü€😀", "", "tone_stream://%(1000,0,440)")]
+    assert wire.unquote_lines("\n".join(encoded)) == [unquote(v) for v in encoded]
+
+
+def test_lazy_headers_truthiness_does_not_decode_them() -> None:
+    ev = wire.parse_event_plain(b"Event-Name: X\nA: %41\n\n")
+    assert ev.headers and not wire.PlainHeaders("") and not wire.PlainHeaders("\n")
+    assert ev.headers._all is None  # still nothing decoded in full

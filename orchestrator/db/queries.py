@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
@@ -91,6 +92,61 @@ def insert_call_record(session: Session, tenant_id: int, *, answered_by_employee
                     .where(Employee.id == answered_by_employee_id, Employee.tenant_id == tenant_id)
                     .scalar_subquery())
     session.execute(insert(CallRecord).values(tenant_id=tenant_id, answered_by_employee_id=employee, **values))
+
+
+# The columns of a call_record row as the history writer queues it (``CallRow``).
+CALL_ROW_COLUMNS = ("tenant_id", "call_uuid", "direction", "caller", "destination", "started_at", "answered_at",
+                    "ended_at", "answered_by_employee_id", "hangup_cause", "route")
+CallRow = Mapping[str, Any]
+
+# Why insert_call_records left a row out.
+TENANT_GONE = "tenant gone"
+ALREADY_STORED = "already stored"
+
+
+def insert_call_records(session: Session, rows: Sequence[CallRow]) -> list[tuple[CallRow, str]]:
+    """Insert call_record rows with one executemany INSERT (not committed); returns the
+    rows left out, each with why (``TENANT_GONE``, ``ALREADY_STORED``).
+
+    The same rules as ``insert_call_record``, checked for the whole batch with one
+    SELECT each instead of a subquery per row: a row of a tenant that no longer exists is
+    left out (the database would refuse the whole statement for it); an employee who is
+    not the row's tenant's (or no longer exists) is not attached. A call already stored
+    (its ``call_uuid``: a retried batch whose commit did go through) is left out, so
+    that writing a batch again is harmless. A tenant or employee deleted by another
+    transaction between these SELECTs and the INSERT still fails the statement
+    (IntegrityError): the caller then writes the rows one by one.
+    """
+    if not rows:
+        return []
+    for row in rows:
+        if row["direction"] not in DIRECTIONS:
+            raise ValueError("direction must be one of %s, got %r" % (", ".join(DIRECTIONS), row["direction"]))
+    tenants = set(session.scalars(select(Tenant.id).where(Tenant.id.in_({r["tenant_id"] for r in rows}))))
+    employee_ids = {r["answered_by_employee_id"] for r in rows if r["answered_by_employee_id"] is not None}
+    owners: dict[int, int] = dict(session.execute(  # type: ignore[arg-type]
+        select(Employee.id, Employee.tenant_id).where(Employee.id.in_(employee_ids))).all()) if employee_ids else {}
+    stored = set(session.scalars(select(CallRecord.call_uuid).where(CallRecord.call_uuid.in_({r["call_uuid"] for r in rows}))))
+    keep: list[dict[str, Any]] = []
+    left_out: list[tuple[CallRow, str]] = []
+    for row in rows:
+        if row["tenant_id"] not in tenants:
+            left_out.append((row, TENANT_GONE))
+            continue
+        if row["call_uuid"] in stored:
+            left_out.append((row, ALREADY_STORED))
+            continue
+        stored.add(row["call_uuid"])
+        values = {name: row[name] for name in CALL_ROW_COLUMNS}
+        employee = values["answered_by_employee_id"]
+        if employee is not None and owners.get(employee) != values["tenant_id"]:
+            values["answered_by_employee_id"] = None
+        keep.append(values)
+    if keep:
+        # ORM bulk INSERT: SQLAlchemy 2 sends a list of same-keyed dicts as one
+        # multi-row INSERT ("insertmanyvalues") on psycopg2 and sqlite3 alike.
+        session.execute(insert(CallRecord), keep)
+    return left_out
 
 
 def record_voicemail(
@@ -193,6 +249,38 @@ def record_missed_offers(session: Session, tenant_id: int, department_id: int, c
             offered_at=offered_at, rang_ms=m.rang_ms, result=m.result, paused=m.paused,
         ))
     session.flush()
+
+
+@dataclass(frozen=True)
+class MissedOffers:
+    """One department call's missed offers, as the history writer queues them."""
+
+    tenant_id: int
+    department_id: int
+    call_uuid: str
+    offered_at: datetime
+    misses: tuple[Miss, ...]
+
+
+def insert_missed_offers(session: Session, groups: Sequence[MissedOffers]) -> None:
+    """``record_missed_offers`` for many calls at once: one SELECT and one executemany
+    INSERT (not committed), with the same rule: a miss of an employee who is not the
+    group's tenant's (or no longer exists) is skipped."""
+    for group in groups:
+        for m in group.misses:
+            if m.result not in MISSED_RESULTS:
+                raise ValueError("result must be one of %s, got %r" % (", ".join(MISSED_RESULTS), m.result))
+    ids = {m.employee_id for g in groups for m in g.misses}
+    owners: dict[int, int] = dict(session.execute(  # type: ignore[arg-type]
+        select(Employee.id, Employee.tenant_id).where(Employee.id.in_(ids))).all()) if ids else {}
+    rows = [
+        {"tenant_id": g.tenant_id, "employee_id": m.employee_id, "department_id": g.department_id,
+         "call_uuid": g.call_uuid, "offered_at": g.offered_at, "rang_ms": m.rang_ms, "result": m.result,
+         "paused": m.paused}
+        for g in groups for m in g.misses if owners.get(m.employee_id) == g.tenant_id
+    ]
+    if rows:
+        session.execute(insert(MissedOffer), rows)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,22 @@ subclass fixes what a call centre cannot live with (see shared/STYLE.md):
 * every command waits at most ``timeout_s`` (greenswitch's ``send`` waits forever);
 * the read loop is ours: greenswitch stops its dispatcher at EOF and drops the events
   still queued (CHANNEL_HANGUP_COMPLETE among them); ours ends the stream with a marker
-  that is dispatched after them;
+  put after them;
+* no dispatcher greenlet: the reader puts each parsed event on ``events`` itself.
+  greenswitch's dispatcher (``process_events``) costs a second greenlet per call, a
+  queue hop and a 1 s timer per event, and a polling wake-up every second while the call
+  lasts; its handlers (``on_event``: ``call_command(block=True)``'s expected events;
+  ``on_hangup``: an INFO line on the root logger per call) are not used here;
 * disconnect notices: a ``linger`` notice may come before the reply to an in-flight
   sendmsg (transcript outbound_sipp_builtin_uac_caller_hangup), so it does not fail
   pending commands as greenswitch does; only a real ``disconnect`` does;
 * event bodies are parsed with our wire codec (greenswitch URL-decodes the whole body
-  before splitting lines and loses repeated headers and inner bodies);
+  before splitting lines and loses repeated headers and inner bodies), and so are the
+  messages' own header blocks (``_Reply`` instead of greenswitch's ``ESLEvent``): the
+  ``connect`` reply's ~150 CHANNEL_DATA headers are URL-decoded one by one when read
+  (``wire.PlainHeaders``), not all of them on the routing path. Unlike ``ESLEvent``, a
+  value is exactly what was encoded (no strip(): ``Reply-Text`` of the connect reply is
+  ``+OK\\n``, as sent), and a malformed line ends the session with a clear log line;
 * the ``disconnect`` notice's body (FreeSWITCH's goodbye text) is consumed instead of
   being mistaken for the next message's headers;
 * malformed bytes end the session with a clear log line instead of killing the reader
@@ -23,12 +33,13 @@ subclass fixes what a call centre cannot live with (see shared/STYLE.md):
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 import gevent
 import gevent.event
 import gevent.queue
-from greenswitch.esl import ESLEvent, NotConnectedError, OutboundSession, OutboundSessionHasGoneAway
+from greenswitch.esl import NotConnectedError, OutboundSession, OutboundSessionHasGoneAway
 
 from orchestrator.errors import CallGone, EslTimeout, ProtocolError
 from orchestrator.esl import wire
@@ -60,10 +71,22 @@ def _event_name(body: bytes) -> bytes:
 COMPLETE = b"CHANNEL_EXECUTE_COMPLETE"
 
 
-class _EndOfStream:
-    """Dispatcher-queue marker: the socket reached EOF (or failed)."""
+class _Reply:
+    """One ESL message's header block, in place of greenswitch's ``ESLEvent`` (the
+    attributes its ``handle_event`` and ``connect`` use: ``headers``, ``data``)."""
 
-    headers = {"Event-Name": "PBX_END_OF_STREAM", "Content-Type": "pbx/eof"}
+    __slots__ = ("headers", "data")
+
+    def __init__(self, block: str) -> None:
+        # The same check as wire.parse_event_plain: raises ProtocolError on a line with
+        # neither ": " nor a final ':' (only blocks that are not one ": " per line pay).
+        if block.count(": ") < block.count("\n") + 1:
+            wire.parse_header_lines(block)
+        self.headers = wire.PlainHeaders(block)
+        self.data: Any = None
+
+# Messages greenswitch's handle_event answers (command replies, api responses, auth).
+_REPLIES = frozenset({"command/reply", "api/response", "auth/request", "text/rude-rejection"})
 
 
 class CallSession(OutboundSession):
@@ -79,8 +102,12 @@ class CallSession(OutboundSession):
         # dropped by the Application header alone, like unwanted events.
         self._unwatched = {name.encode() for name in unwatched_apps}
         super().__init__(client_address, sock)
-        for name in ("*", "CHANNEL_HANGUP"):
-            self.register_handle(name, self._enqueue)
+
+    def start_event_handlers(self) -> None:
+        """The reader greenlet only (greenswitch's ``__init__`` calls this): events are
+        put on ``events`` as they are read, in order; no dispatcher greenlet."""
+        self._receive_events_greenlet = gevent.spawn(self.receive_events)
+        self._process_events_greenlet = None
 
     # ---------------------------------------------------------------- reading
 
@@ -96,7 +123,7 @@ class CallSession(OutboundSession):
                 if line == b"\n":
                     if not buf:
                         continue
-                    event = ESLEvent(b"".join(buf).decode("utf-8", "replace"))
+                    event = _Reply(b"".join(buf)[:-1].decode("utf-8", "replace"))
                     buf = []
                     self.handle_event(event)
                     continue
@@ -106,11 +133,12 @@ class CallSession(OutboundSession):
         except OSError as exc:
             log.info("call socket error: %s", exc)
         finally:
-            # Nothing more will come on this connection. The marker goes through the
-            # dispatcher queue so that it arrives after every event read before it.
+            # Nothing more will come on this connection; the marker comes after every
+            # event read before it (the same queue).
             self.connected = False
+            self._run = False
             self._fail_pending(CallGone("the call's socket closed"))
-            self._esl_event_queue.put(_EndOfStream())
+            self.events.put(DISCONNECTED)
 
     def _read_exact(self, length: int) -> bytes:
         data = b""
@@ -135,15 +163,9 @@ class CallSession(OutboundSession):
                 if name == COMPLETE and self._unwatched and _header(body, b"Application") in self._unwatched:
                     return
             parsed = wire.parse_event(wire.Message([("Content-Type", ctype)], body))
-            # greenswitch's dispatcher only looks at these three; the call handler reads
-            # the parsed event itself, so the ~150 headers are not copied again.
-            event.headers = {
-                "Content-Type": ctype,
-                "Event-Name": parsed.headers.get("Event-Name", ""),
-                "Event-Subclass": parsed.headers.get("Event-Subclass", ""),
-            }
-            event.parsed = parsed
-            self._esl_event_queue.put(event)
+            if parsed.name == "CHANNEL_HANGUP":
+                self._outbound_connected = False  # what greenswitch's on_hangup did
+            self.events.put(parsed)
             return
         if ctype == "text/disconnect-notice":
             length = int(headers.get("Content-Length", "0") or 0)
@@ -159,16 +181,15 @@ class CallSession(OutboundSession):
         if ctype == "command/reply" and not self._commands_sent:
             log.warning("unexpected command/reply from FreeSWITCH: %s", headers.get("Reply-Text"))
             return
-        super().handle_event(event)
-
-    def _enqueue(self, event: Any) -> None:
-        if isinstance(event, _EndOfStream):
-            self.events.put(DISCONNECTED)
-            self._run = False
+        if ctype not in _REPLIES:
+            # Nothing here asks for anything else (log/data comes only after 'log'): read
+            # past its body and drop it, as the dispatcher's handlers did.
+            length = int(headers.get("Content-Length", "0") or 0)
+            if length:
+                self._read_exact(length)
+            log.debug("ignored ESL message of type %s", ctype)
             return
-        parsed = getattr(event, "parsed", None)
-        if parsed is not None:
-            self.events.put(parsed)
+        super().handle_event(event)
 
     def _fail_pending(self, exc: Exception) -> None:
         for pending in self._commands_sent:
@@ -208,6 +229,12 @@ class CallSession(OutboundSession):
         self._run = False
         self.connected = False
         try:
+            # shutdown() wakes the reader at once (EOF); close() alone would not while
+            # the makefile() reader holds the descriptor (see below).
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already disconnected
+        try:
             self.sock.close()
         except OSError:
             pass
@@ -216,3 +243,16 @@ class CallSession(OutboundSession):
         for g in greenlets:
             if not g.dead:
                 g.kill(block=False)
+        # socket.close() leaves the descriptor open while a makefile() reader exists
+        # (the socket module counts them: _io_refs); greenswitch never closes its reader.
+        try:
+            self.sock_file.close()
+        except (OSError, RuntimeError):
+            pass  # a reader that did not stop in time still holds it: the collector closes it
+        # greenswitch keeps bound methods of the session in event_handlers, and the
+        # reader greenlet holds one too: reference cycles, so every finished call's
+        # session (socket, buffers, queues) waited for a full garbage collection, which
+        # then closed the sockets of ~10 s of calls with the hub stopped. Without the
+        # cycles a session is freed as soon as its call's greenlet lets go of it.
+        self.event_handlers.clear()
+        self._receive_events_greenlet = self._process_events_greenlet = None
