@@ -11,7 +11,7 @@ import logging
 import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Iterator, Mapping, Protocol
 
 import gevent.queue
 import redis
@@ -98,10 +98,39 @@ WANTED_EVENTS = frozenset({
 UNWATCHED_APPS = frozenset({"set", "unset", "multiset", "export", "answer", "pre_answer"})
 
 
+class ChannelVariables(Mapping[str, str]):
+    """The ``variable_*`` headers of an event as ``{name: value}``, read on demand.
+
+    The core reads two or three of an EXECUTE_COMPLETE's ~100 variables
+    (``originate_disposition``, ``record_ms`` ...); copying and decoding them all was
+    7-9% of the orchestrator's CPU. Iterating reads them in full, like the dict it
+    replaces."""
+
+    __slots__ = ("_headers",)
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self._headers = headers
+
+    def __getitem__(self, name: str) -> str:
+        return self._headers["variable_" + name]
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return self._headers.get("variable_" + name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and ("variable_" + name) in self._headers
+
+    def __iter__(self) -> Iterator[str]:
+        return (k[9:] for k in self._headers if k.startswith("variable_"))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 def core_event(event: wire.Event) -> CoreEvent | None:
     name = event.name
     if name == "CHANNEL_EXECUTE_COMPLETE":
-        variables = {k[9:]: v for k, v in event.headers.items() if k.startswith("variable_")}
+        variables = ChannelVariables(event.headers)
         return AppCompleted(event.get("Application-UUID", "") or "", event.get("Application", "") or "", event.get("Application-Response", "") or "", variables)
     if name == "CHANNEL_ANSWER":
         return Answered()
@@ -113,6 +142,10 @@ def core_event(event: wire.Event) -> CoreEvent | None:
         return Dtmf(event.get("DTMF-Digit", "") or "")
     if name == "CHANNEL_HANGUP":
         return HungUp(event.get("Hangup-Cause", "") or "NORMAL_CLEARING")
+    return None
+
+
+def _nothing() -> None:
     return None
 
 
@@ -139,9 +172,7 @@ class CallHandler:
     def __call__(self, session: CallSession) -> None:
         self.stats["calls"] += 1
         try:
-            data = session.connect() or session.session_data
-            session.send("myevents")
-            session.send("linger")
+            data = session.open()  # connect, myevents, linger: one round trip
         except (CallGone, EslTimeout) as exc:
             log.warning("call setup failed before routing: %s", exc)
             return
@@ -414,6 +445,7 @@ class _CallRun:
         if self.hold_key is not None and self.tenant_id is not None:
             self.h.wakeups.unregister(self.tenant_id, self.hold_key[0], self._freed)
             self.hold_key = None
+        self._freed = _nothing  # the lambda held self: freed now, not by the cycle collector
         if self.admitted and self.tenant_id is not None:
             try:
                 self.h.calls.release(self.tenant_id, self.call.uuid)

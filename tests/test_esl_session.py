@@ -57,6 +57,20 @@ def names(items) -> list[str]:
     return [i.name if isinstance(i, wire.Event) else i for i in items]
 
 
+def test_open_sends_connect_myevents_linger_in_one_write_and_reads_the_replies_in_order():
+    """FreeSWITCH reads one command at a time (mod_event_socket's read_packet stops at the
+    blank line, like this peer) and answers each before the next: written together, the
+    three are answered in order, one round trip instead of three."""
+    sock, peer, records = replay("outbound_loopback_plain.txt")
+    session = CallSession(("127.0.0.1", 0), sock, timeout_s=5)
+    data = session.open()
+    assert data["Unique-ID"] == "6cd5456b-0703-433b-b46e-472ef36f70c1"
+    assert session.open() is data  # once only
+    # The peer answered myevents and linger before reading this: its reply is getvar's.
+    assert session.send("getvar destination_number").headers["Reply-Text"] == "7000"
+    peer.kill()
+
+
 def test_outbound_loopback_plain_replay():
     sock, peer, records = replay("outbound_loopback_plain.txt")
     session = CallSession(("127.0.0.1", 0), sock, timeout_s=5)

@@ -211,6 +211,34 @@ class CallSession(OutboundSession):
         except (OSError, NotConnectedError, OutboundSessionHasGoneAway) as exc:
             raise CallGone("the call's socket went away: %s" % (exc or type(exc).__name__)) from None
 
+    def send_many(self, commands: list[str]) -> list[Any]:
+        """Send ``commands`` at once and wait for their replies, in order.
+
+        mod_event_socket reads one command at a time from the socket (``read_packet``
+        stops at the blank line) and answers each before reading the next, so commands
+        written together are answered in order: one round trip instead of one each."""
+        if not self.connected:
+            raise CallGone("the call's socket is closed")
+        results = [gevent.event.AsyncResult() for _ in commands]
+        self._commands_sent.extend(results)
+        try:
+            self.sock.sendall("".join(c + "\n\n" for c in commands).encode("utf-8"))
+            with gevent.Timeout(self.timeout_s):
+                return [r.get() for r in results]
+        except gevent.Timeout:
+            raise EslTimeout("FreeSWITCH did not answer %r within %.1f s" % (commands[0], self.timeout_s)) from None
+        except (OSError, NotConnectedError, OutboundSessionHasGoneAway) as exc:
+            raise CallGone("the call's socket went away: %s" % (exc or type(exc).__name__)) from None
+
+    def open(self) -> Any:
+        """``connect``, ``myevents`` and ``linger`` in one round trip; the channel's data."""
+        if self._outbound_connected:
+            return self.session_data
+        reply = self.send_many(["connect", "myevents", "linger"])[0]
+        self.session_data = reply.headers
+        self._outbound_connected = True
+        return self.session_data
+
     def execute(self, app: str, arg: str = "", app_id: str = "") -> None:
         """``sendmsg`` execute; the app runs asynchronously (reply ``+OK`` at once)."""
         raw = wire.encode_sendmsg_execute(app, arg, event_uuid=app_id or None)
