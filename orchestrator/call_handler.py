@@ -372,6 +372,14 @@ class _CallRun:
         if isinstance(action, LookupMembers):
             return members.lookup(tenant_id, action)
         if isinstance(action, ReserveMembers):
+            # A caller on hold who is looking is out of the wake-up line until it is
+            # waiting again (``_hold_changed`` after this decision): a notice published
+            # while its request or the uuid_break that follows is in flight (its own
+            # reserve's "<tenant>:<dept>:<count>", say) must reach the next in line,
+            # not this caller, who would ignore it.
+            if self.hold_key is not None:
+                self.h.wakeups.unregister(tenant_id, self.hold_key[0], self._freed)
+                self.hold_key = None
             answer = members.reserve(tenant_id, self.call.uuid, action)
             taken = [str(e) for e, st in answer.statuses.items() if st == "offered"]
             self.log(logging.INFO, "offer to members %s", ",".join(taken) or "(none available)", department=action.department_id)

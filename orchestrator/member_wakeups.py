@@ -4,16 +4,19 @@ One greenlet per orchestrator process listens on Redis pub/sub channel
 ``pbx:members-free`` (``store.agents.FREED_CHANNEL``; the Lua scripts and the presence
 watcher publish the tenant id there) and calls every callback registered for that
 tenant, but only the first caller in line (in this process) of each department: that
-caller asks Redis for a member; the reserve script serves the department's head of the
-queue first and, when it took a member while others still wait, publishes again so the
-next in line looks. A freed member thus costs one or two Redis calls, not one per
-waiting caller.
+caller asks Redis for a member. The reserve script lets the first k callers in line take
+k available members; when members remain available after it took one while others still
+wait, it publishes ``<tenant>:<department>:<count>`` and that many of the next in line
+(in each process) look at once, so k members freed together reach k callers in one hop,
+not k hops. A freed member thus costs one or two Redis calls, not one per waiting
+caller.
 
 Pub/sub is a hint, not the truth: a notice lost while Redis restarts costs at most the
 waiting call's periodic check (``CallHandler.hold_check_ms``).
 """
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import defaultdict
 from typing import Callable
@@ -26,6 +29,22 @@ from orchestrator.store.agents import FREED_CHANNEL
 log = logging.getLogger("orchestrator.wakeups")
 
 Callback = Callable[[], None]
+MAX_WOKEN = 20  # callers one notice may wake in one department (per process)
+
+
+def parse_notice(data: object) -> tuple[int, int | None, int] | None:
+    """``b"7"`` (a member of tenant 7 may be free) -> (7, None, 1);
+    ``b"7:12:3"`` (3 members of department 12 are free) -> (7, 12, 3); else None."""
+    try:
+        text = data.decode("ascii") if isinstance(data, bytes) else str(data)
+        parts = [int(p) for p in text.split(":")]
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if len(parts) == 1:
+        return parts[0], None, 1
+    if len(parts) == 3 and parts[2] > 0:
+        return parts[0], parts[1], min(parts[2], MAX_WOKEN)
+    return None
 
 
 class Wakeups:
@@ -56,9 +75,17 @@ class Wakeups:
         waiters = self._waiting.get(tenant_id, {}).get(department_id) or {}
         return bool(waiters) and min(waiters, key=waiters.__getitem__) is callback
 
-    def notify(self, tenant_id: int) -> None:
+    def notify(self, tenant_id: int, department_id: int | None = None, count: int = 1) -> None:
+        """Wake the first in line of each of the tenant's departments; or, for one
+        department, its first ``count`` in line."""
         self.notices += 1
-        for waiters in list(self._waiting.get(tenant_id, {}).values()):
+        departments = self._waiting.get(tenant_id, {})
+        if department_id is not None:
+            waiters = departments.get(department_id) or {}
+            for callback in heapq.nsmallest(max(1, count), waiters, key=waiters.__getitem__):
+                callback()
+            return
+        for waiters in list(departments.values()):
             if waiters:
                 min(waiters, key=waiters.__getitem__)()
 
@@ -84,12 +111,11 @@ class Wakeups:
                     message = pubsub.get_message(timeout=5.0)
                     if message is None:
                         continue
-                    try:
-                        tenant_id = int(message["data"])
-                    except (TypeError, ValueError):
+                    notice = parse_notice(message.get("data"))
+                    if notice is None:
                         log.warning("ignoring a malformed notice on %s: %r", FREED_CHANNEL, message.get("data"))
                         continue
-                    self.notify(tenant_id)
+                    self.notify(*notice)
             except redis.RedisError as exc:
                 log.warning("member notices interrupted (%s); retrying in %.1f s", exc, self.retry_s)
             finally:

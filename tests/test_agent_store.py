@@ -153,3 +153,23 @@ def test_queue_position_counts_the_live_callers_ahead(store, redis_url):
     assert [store.queue_position(T, DEP, u) for u in ("first", "second", "third")] == [1, 2, 3]
     store.leave_queue(T, DEP, "first")
     assert [store.queue_position(T, DEP, u) for u in ("first", "second", "third")] == [0, 1, 2]
+
+
+def test_the_first_k_callers_in_line_take_k_free_members_at_once(store, redis_url):
+    """Fewer callers ahead than members free: a caller may take one without waiting for
+    those ahead to look first; one more caller than free members waits its turn."""
+    for n, uuid in enumerate(("first", "second", "third")):
+        store.join_queue(T, DEP, uuid, 1000 * (n + 1))
+    sub = redis.Redis.from_url(redis_url).pubsub()
+    sub.subscribe("pbx:members-free")
+    assert sub.get_message(timeout=2)["type"] == "subscribe"  # subscribed before anything is published
+    members = [1, 2]  # both free
+    assert store.reserve(T, "third", DEP, members, want=1, queued=True)[1] == {1: "queued", 2: "queued"}  # 2 ahead
+    assert store.reserve(T, "second", DEP, members, want=1, queued=True)[1] == {1: "offered", 2: "skipped"}
+    # one member is still free and "first" still waits: "7:10:1" wakes one in line
+    notice = sub.get_message(timeout=2)
+    assert notice is not None and notice["data"] == b"%d:%d:1" % (T, DEP)
+    assert store.reserve(T, "newcomer", DEP, members, want=1, queued=True)[1] == {1: "queued", 2: "queued"}  # 2 wait, 1 free
+    assert store.reserve(T, "first", DEP, members, want=1, queued=True)[1] == {1: "offered_elsewhere", 2: "offered"}
+    assert [u for u, _ in store.queue(T, DEP)] == ["third"]
+    sub.close()

@@ -20,7 +20,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # Returns {now ms, status_1, ..., status_n}; status: "offered" (taken for this call),
 # "paused", "offered_elsewhere", "wrapup", "busy" (a live channel), "skipped" (enough
 # taken), "queued" (callers who waited longer come first: nothing was taken).
-# A queued caller who takes a member leaves the queue, and the next one is woken.
+# Queue order: a caller may take a member when fewer callers wait ahead of it (alive
+# leases; a new caller is behind all of them) than members are available now, so the
+# first k callers in line can take k free members at the same time instead of one after
+# the other. A queued caller who takes a member leaves the queue; when members remain
+# available and callers still wait, "<tenant>:<dept>:<count>" is published so that that
+# many of the next in line look at once.
 RESERVE_LUA = _NOW + """
 local n = (#KEYS - 3) / 2
 local Q, QL = KEYS[#KEYS - 1], KEYS[#KEYS]
@@ -28,46 +33,57 @@ local want = tonumber(ARGV[3])
 local taken = 0
 local out = {now}
 redis.call('ZREMRANGEBYSCORE', KEYS[2 * n + 1], '-inf', now)  -- expired offers (inspection index)
+local state = {}
+local avail = 0
+for i = 1, n do
+  local f = redis.call('HMGET', KEYS[2 * i - 1], 'offer', 'offer_until', 'wrapup_until', 'paused')
+  redis.call('ZREMRANGEBYSCORE', KEYS[2 * i], '-inf', now)
+  if f[4] == '1' then
+    state[i] = 'paused'
+  elseif f[1] and f[1] ~= '' and f[1] ~= ARGV[1] and tonumber(f[2] or '0') > now then
+    state[i] = 'offered_elsewhere'
+  elseif tonumber(f[3] or '0') > now then
+    state[i] = 'wrapup'
+  elseif redis.call('ZCARD', KEYS[2 * i]) > 0 then
+    state[i] = 'busy'
+  else
+    state[i] = false
+    avail = avail + 1
+  end
+end
 if ARGV[5] == '1' then
   local dead = redis.call('ZRANGEBYSCORE', QL, '-inf', now)
   for _, u in ipairs(dead) do
     redis.call('ZREM', Q, u)
     redis.call('ZREM', QL, u)
   end
-  local head = redis.call('ZRANGE', Q, 0, 0)[1]
-  if head and head ~= ARGV[1] then
+  local rank = redis.call('ZRANK', Q, ARGV[1]) or redis.call('ZCARD', Q)
+  if rank >= avail then
     for i = 1, n do out[#out + 1] = 'queued' end
     return out
   end
 end
 for i = 1, n do
-  local h = KEYS[2 * i - 1]
-  local st
-  local f = redis.call('HMGET', h, 'offer', 'offer_until', 'wrapup_until', 'paused')
-  redis.call('ZREMRANGEBYSCORE', KEYS[2 * i], '-inf', now)
-  if f[4] == '1' then
-    st = 'paused'
-  elseif f[1] and f[1] ~= '' and f[1] ~= ARGV[1] and tonumber(f[2] or '0') > now then
-    st = 'offered_elsewhere'
-  elseif tonumber(f[3] or '0') > now then
-    st = 'wrapup'
-  elseif redis.call('ZCARD', KEYS[2 * i]) > 0 then
-    st = 'busy'
+  local st = state[i]
+  if st then
+    -- not available (above)
   elseif taken >= want then
     st = 'skipped'
   else
     local until_ms = now + tonumber(ARGV[2])
-    redis.call('HSET', h, 'offer', ARGV[1], 'offer_until', until_ms, 'offer_dept', ARGV[4])
+    redis.call('HSET', KEYS[2 * i - 1], 'offer', ARGV[1], 'offer_until', until_ms, 'offer_dept', ARGV[4])
     redis.call('ZADD', KEYS[2 * n + 1], until_ms, ARGV[6 + i])
     taken = taken + 1
     st = 'offered'
   end
   out[#out + 1] = st
 end
-if taken > 0 and redis.call('ZREM', Q, ARGV[1]) == 1 then
-  redis.call('ZREM', QL, ARGV[1])
-  if redis.call('ZCARD', Q) > 0 then
-    redis.call('PUBLISH', 'pbx:members-free', ARGV[6])
+if taken > 0 and ARGV[5] == '1' then
+  if redis.call('ZREM', Q, ARGV[1]) == 1 then
+    redis.call('ZREM', QL, ARGV[1])
+  end
+  if avail > taken and redis.call('ZCARD', Q) > 0 then
+    redis.call('PUBLISH', 'pbx:members-free', ARGV[6] .. ':' .. ARGV[4] .. ':' .. (avail - taken))
   end
 end
 return out
