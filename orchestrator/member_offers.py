@@ -72,12 +72,12 @@ class MemberOffers:
 
     def lookup(self, tenant_id: int, action: LookupMembers) -> MembersSeen:
         try:
-            states = self.agents.states(tenant_id, action.employee_ids, utc_days(self.clock(), action.window_days))
-            last = self.agents.last_answered(tenant_id, action.department_id)
+            figures, last = self.agents.order_views(tenant_id, action.department_id, action.employee_ids,
+                                                    utc_days(self.clock(), action.window_days))
         except redis.RedisError as exc:
             log.warning("tenant %d: members' state unavailable (%s); configured order used", tenant_id, exc)
             return MembersSeen(action.request_id)
-        views = {e: MemberView(e, s.last_end_ms, s.calls_today, s.talk_ms_today) for e, s in states.items()}
+        views = {e: MemberView(e, *f) for e, f in figures.items()}
         return MembersSeen(action.request_id, views, last)
 
     def reserve(self, tenant_id: int, call_uuid: str, action: ReserveMembers) -> MembersReserved:

@@ -173,3 +173,21 @@ def test_the_first_k_callers_in_line_take_k_free_members_at_once(store, redis_ur
     assert store.reserve(T, "first", DEP, members, want=1, queued=True)[1] == {1: "offered_elsewhere", 2: "offered"}
     assert [u for u, _ in store.queue(T, DEP)] == ["third"]
     sub.close()
+
+
+def test_order_views_match_the_full_states_in_one_call(store):
+    """What the strategies order by (last end, calls and talk over the window, the
+    department's last answerer) equals what ``states`` + ``last_answered`` give."""
+    store.reserve(T, "c1", DEP, [1], want=1)
+    store.release(T, "c1", DEP, [Release(1, "answered", 0, 40_000)], "20261123")
+    store.reserve(T, "c2", DEP, [2], want=1)
+    store.release(T, "c2", DEP, [Release(2, "answered", 0, 15_000)], "20261124")
+    store.reserve(T, "c3", DEP, [1], want=1)
+    store.release(T, "c3", DEP, [Release(1, "answered", 0, 5_000)], "20261124")
+    days = ["20261124", "20261123"]
+    views, last = store.order_views(T, DEP, [1, 2, 3], days)
+    states = store.states(T, [1, 2, 3], days)
+    assert views == {e: (s.last_end_ms, s.calls_today, s.talk_ms_today) for e, s in states.items()}
+    assert views[1][1:] == (2, 45_000) and views[2][1:] == (1, 15_000) and views[3] == (0, 0, 0)
+    assert last == store.last_answered(T, DEP) == 1
+    assert store.order_views(T, DEP + 1, [3], days) == ({3: (0, 0, 0)}, None)

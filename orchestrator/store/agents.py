@@ -45,6 +45,7 @@ import redis
 from orchestrator.store.agents_lua import (
     CHANNEL_UP_LUA,
     JOIN_QUEUE_LUA,
+    ORDER_VIEWS_LUA,
     QUEUE_POSITION_LUA,
     RELEASE_LUA,
     RENEW_LUA,
@@ -141,6 +142,7 @@ class AgentStore:
         self._join_queue = client.register_script(JOIN_QUEUE_LUA)
         self._renew_queue = client.register_script(RENEW_QUEUE_LUA)
         self._queue_position = client.register_script(QUEUE_POSITION_LUA)
+        self._order_views = client.register_script(ORDER_VIEWS_LUA)
 
     # ------------------------------------------------------------ offers
 
@@ -277,6 +279,21 @@ class AgentStore:
                 talk_ms_today=sum(_int(day[2 * i + 1]) for day in per_day),
             )
         return result
+
+    def order_views(self, tenant_id: int, department_id: int, employee_ids: Sequence[int],
+                    days: Sequence[str]) -> tuple[dict[int, tuple[int, int, int]], int | None]:
+        """What the strategies order members by, in one script call: {employee id:
+        (last_end ms, calls, talk ms over ``days``)} and who answered the department's
+        last call (``states`` + ``last_answered``, without the rest of the state)."""
+        if not employee_ids:
+            return {}, self.last_answered(tenant_id, department_id)
+        keys = [agent_key(tenant_id, emp) for emp in employee_ids] + [stats_key(tenant_id, day) for day in days]
+        keys.append(last_answer_key(tenant_id, department_id))
+        out = self._order_views(keys=keys, args=[len(employee_ids), *employee_ids])
+        last = _s(out[0])
+        views = {emp: (_int(_s(out[1 + 3 * i])), _int(out[2 + 3 * i]), _int(out[3 + 3 * i]))
+                 for i, emp in enumerate(employee_ids)}
+        return views, (int(last) if last else None)
 
     def last_answered(self, tenant_id: int, department_id: int) -> int | None:
         value = self.r.get(last_answer_key(tenant_id, department_id))

@@ -207,3 +207,29 @@ if ARGV[3] == '1' then
 end
 return 1
 """
+
+
+# KEYS[i] = {t:T}:agent:<emp_i> (i = 1..n), KEYS[n+j] = {t:T}:stats:<day_j> (j = 1..d),
+#   KEYS[#KEYS] = {t:T}:dept:<dept>:last
+# ARGV[1] = n, ARGV[1+i] = employee id of member i
+# Returns {last answered employee id or "", then per member: last_end ms or "", calls
+# and talk ms summed over the days}: what the strategies order by, in one round trip
+# and a flat reply (the members' full hashes are ~3x more to read).
+ORDER_VIEWS_LUA = """
+local n = tonumber(ARGV[1])
+local d = #KEYS - n - 1
+local out = {redis.call('GET', KEYS[#KEYS]) or ''}
+for i = 1, n do
+  local emp = ARGV[1 + i]
+  out[#out + 1] = redis.call('HGET', KEYS[i], 'last_end') or ''
+  local c, t = 0, 0
+  for j = 1, d do
+    local v = redis.call('HMGET', KEYS[n + j], 'c:' .. emp, 't:' .. emp)
+    c = c + (tonumber(v[1]) or 0)
+    t = t + (tonumber(v[2]) or 0)
+  end
+  out[#out + 1] = c
+  out[#out + 1] = t
+end
+return out
+"""
