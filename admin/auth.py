@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 from flask import (
     Blueprint,
+    abort,
     g,
     redirect,
     render_template_string,
@@ -62,6 +63,31 @@ class CurrentUser:
 
 def current_user() -> CurrentUser | None:
     return g.get("admin_user")
+
+
+class SignedInPage:
+    """Access rules shared by the panel's views: ``allowed(user)`` decides; someone not
+    signed in goes to the login page (and back after it), a signed-in user who may not
+    see the page gets 403."""
+
+    def allowed(self, user: CurrentUser) -> bool:
+        return True
+
+    def is_accessible(self) -> bool:
+        user = current_user()
+        return user is not None and self.allowed(user)
+
+    def inaccessible_callback(self, name: str, **kwargs: object) -> Response:
+        if current_user() is None:
+            return redirect(url_for("auth.login", next=request.full_path))
+        abort(403)
+
+
+class AdministratorsPage(SignedInPage):
+    """Pages for tenant admins and operators only."""
+
+    def allowed(self, user: CurrentUser) -> bool:
+        return user.can_administer
 
 
 def is_disabled(password_hash: str) -> bool:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import abort, redirect, request, url_for
+from flask import request
 from flask_admin import BaseView, expose
 from sqlalchemy import func, select
 from sqlalchemy.orm import scoped_session
-from werkzeug.wrappers import Response
 
-from admin.auth import current_user
+from admin.auth import AdministratorsPage, current_user
 from orchestrator.core.explain import explain
 from orchestrator.core.plan import Policy
 from orchestrator.db.models import Tenant
@@ -28,20 +27,11 @@ from orchestrator.explain_cli import parse_local_time
 MAX_FIELD = 64
 
 
-class ExplainView(BaseView):
+class ExplainView(AdministratorsPage, BaseView):
     def __init__(self, db: scoped_session, policy: Policy, **kw: Any) -> None:
         self.db = db
         self.policy = policy
         super().__init__(**kw)
-
-    def is_accessible(self) -> bool:
-        user = current_user()
-        return user is not None and user.can_administer
-
-    def inaccessible_callback(self, name: str, **kwargs: Any) -> Response:
-        if current_user() is None:
-            return redirect(url_for("auth.login", next=request.full_path))
-        abort(403)
 
     def _tenant(self, domain: str) -> Tenant | None:
         user = current_user()
@@ -64,7 +54,7 @@ class ExplainView(BaseView):
             if tenant is None:
                 problem = "No company with SIP domain %s." % (field["tenant"] or "(none given)")
             else:
-                snapshot = load_tenant_snapshot(self.db, tenant.id)
+                snapshot = load_tenant_snapshot(self.db(), tenant.id)
                 try:
                     now_ms = parse_local_time(field["at"], tenant.timezone) if field["at"] else int(time.time() * 1000)
                 except ValueError:

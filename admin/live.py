@@ -23,7 +23,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import scoped_session
 from werkzeug.wrappers import Response
 
-from admin.auth import CurrentUser, current_user
+from admin.auth import AdministratorsPage, CurrentUser, current_user
 from orchestrator.db.models import Department, DepartmentMember, Employee, Tenant
 from orchestrator.member_offers import utc_days
 from orchestrator.store.agents import AgentStore, MemberState
@@ -92,7 +92,7 @@ def talk_time(ms: int) -> str:
     return "%d:%02d:%02d" % (hours, *divmod(rest, 60)) if hours else "%d:%02d" % divmod(rest, 60)
 
 
-class LiveView(BaseView):
+class LiveView(AdministratorsPage, BaseView):
     def __init__(self, db: scoped_session, calls: CallStore | None, agents: AgentStore | None = None,
                  **kw: Any) -> None:
         self.db = db
@@ -100,15 +100,6 @@ class LiveView(BaseView):
         self.agents = agents
         self.callbacks = CallbackStore(agents.r) if agents is not None else None
         super().__init__(**kw)
-
-    def is_accessible(self) -> bool:
-        user = current_user()
-        return user is not None and user.can_administer
-
-    def inaccessible_callback(self, name: str, **kwargs: Any) -> Response:
-        if current_user() is None:
-            return redirect(url_for("auth.login", next=request.full_path))
-        abort(403)
 
     @property
     def available(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, redirect, request, url_for
+from flask import redirect, request, url_for
 from flask_admin import BaseView, expose
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 from wtforms import IntegerField, StringField
 from wtforms.validators import DataRequired, NumberRange, Optional
 
-from admin.auth import CurrentUser, current_user
+from admin.auth import CurrentUser, SignedInPage, current_user
 from orchestrator.db.models import Employee
 from orchestrator.tenant_doc import errors_for
 
@@ -30,19 +30,13 @@ class ProfileForm(FlaskForm):
 PROFILE_FIELDS = ("name", "email", "mobile", "forward_to_mobile_after")
 
 
-class ProfileView(BaseView):
+class ProfileView(SignedInPage, BaseView):
     def __init__(self, db: scoped_session, **kw: Any) -> None:
         self.db = db
         super().__init__(**kw)
 
-    def is_accessible(self) -> bool:
-        user = current_user()
-        return user is not None and user.tenant_id is not None
-
-    def inaccessible_callback(self, name: str, **kwargs: Any) -> Response:
-        if current_user() is None:
-            return redirect(url_for("auth.login", next=request.full_path))
-        abort(403)
+    def allowed(self, user: CurrentUser) -> bool:
+        return user.tenant_id is not None
 
     def _employee(self, user: CurrentUser) -> Employee | None:
         if user.employee_id is None:

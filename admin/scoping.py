@@ -8,7 +8,7 @@ import enum
 import warnings
 from typing import Any, Callable
 
-from flask import abort, redirect, request, url_for
+from flask import abort
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import IntEqualFilter
 from flask_admin.contrib.sqla.form import AdminModelConverter
@@ -16,10 +16,9 @@ from flask_admin.contrib.sqla.validators import Unique
 from flask_admin.model.form import converts
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session, scoped_session
-from werkzeug.wrappers import Response
 from wtforms.validators import ValidationError
 
-from admin.auth import CurrentUser, current_user
+from admin.auth import CurrentUser, SignedInPage, current_user
 from orchestrator.db.accounts import AdminRole
 from orchestrator.errors import TenantDataError
 from orchestrator.tenant_doc import check_tenant, errors_for
@@ -110,7 +109,7 @@ class ExplainedUnique:
             raise ValidationError(self.explain(form, field)) from None
 
 
-class SecureView(ModelView):
+class SecureView(SignedInPage, ModelView):
     """Logged-in accounts of ``roles`` only (operators and tenant admins unless a view
     says otherwise); CSRF-protected forms (Flask-WTF).
 
@@ -141,9 +140,8 @@ class SecureView(ModelView):
 
         return message
 
-    def is_accessible(self) -> bool:
-        user = current_user()
-        if user is None or user.role not in self.roles:
+    def allowed(self, user: CurrentUser) -> bool:
+        if user.role not in self.roles:
             return False
         return user.is_operator or not self.operator_only
 
@@ -153,11 +151,6 @@ class SecureView(ModelView):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Can not convert multiple-column properties")
             return super().scaffold_list_columns()
-
-    def inaccessible_callback(self, name: str, **kwargs: Any) -> Response:
-        if current_user() is None:
-            return redirect(url_for("auth.login", next=request.full_path))
-        abort(403)
 
     def scaffold_filters(self, name: Any) -> Any:
         # Flask-Admin's enum filters raise KeyError on a value that is not a member

@@ -90,14 +90,14 @@ class _Connection(http.client.HTTPConnection):
     allow_private = False
 
     def connect(self) -> None:
-        self.sock = checked_connection(self.host, self.port, self.timeout, self.allow_private)
+        self.sock = checked_connection(self.host, self.port, self.timeout or 5.0, self.allow_private)
 
 
 class _TlsConnection(http.client.HTTPSConnection):
     allow_private = False
 
     def connect(self) -> None:
-        raw = checked_connection(self.host, self.port, self.timeout, self.allow_private)
+        raw = checked_connection(self.host, self.port, self.timeout or 5.0, self.allow_private)
         self.sock = gevent.ssl.create_default_context().wrap_socket(raw, server_hostname=self.host)
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from orchestrator.core.model import Employee, TenantSnapshot
+from orchestrator.core.model import Employee, TargetKind, TenantSnapshot
 
 FEATURE_OTHER_NUMBER = "*7"  # *7<dial code>*<number>
 
@@ -39,10 +39,10 @@ class Outbound:
 
 
 def _employee(snap: TenantSnapshot, user: str) -> Employee | None:
-    for emp in snap.employees.values():
-        if emp.extension == user:
-            return emp
-    return None
+    target = snap.target_for_extension(user)  # the snapshot's extension index
+    if target is None or target.kind is not TargetKind.EMPLOYEE or target.ref_id is None:
+        return None
+    return snap.employees.get(target.ref_id)
 
 
 def _default_caller_id(snap: TenantSnapshot, emp: Employee) -> tuple[str, str]:

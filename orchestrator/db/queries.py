@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from orchestrator.db.history import DIRECTIONS, MISSED_RESULTS, CallRecord, FaxMessage, MissedOffer, VoicemailMessage
@@ -100,6 +100,9 @@ CALL_ROW_COLUMNS = ("tenant_id", "call_uuid", "direction", "caller", "destinatio
 CallRow = Mapping[str, Any]
 
 # Why insert_call_records left a row out.
+# The tables themselves, for Core INSERTs of whole batches (``insert_call_records``).
+CALL_RECORD_TABLE: Table = CallRecord.__table__  # type: ignore[assignment]
+MISSED_OFFER_TABLE: Table = MissedOffer.__table__  # type: ignore[assignment]
 TENANT_GONE = "tenant gone"
 ALREADY_STORED = "already stored"
 
@@ -146,7 +149,7 @@ def insert_call_records(session: Session, rows: Sequence[CallRow]) -> list[tuple
         # A Core INSERT on the table (not the ORM's bulk path, several times dearer in
         # Python): SQLAlchemy 2 sends a list of same-keyed dicts as one multi-row INSERT
         # ("insertmanyvalues") on psycopg2 and sqlite3 alike.
-        session.execute(insert(CallRecord.__table__), keep)
+        session.execute(insert(CALL_RECORD_TABLE), keep)
     return left_out
 
 
@@ -281,7 +284,7 @@ def insert_missed_offers(session: Session, groups: Sequence[MissedOffers]) -> No
         for g in groups for m in g.misses if owners.get(m.employee_id) == g.tenant_id
     ]
     if rows:
-        session.execute(insert(MissedOffer.__table__), rows)  # Core INSERT, as for call records
+        session.execute(insert(MISSED_OFFER_TABLE), rows)  # Core INSERT, as for call records
 
 
 @dataclass(frozen=True)
@@ -298,7 +301,7 @@ def last_agent(session: Session, tenant_id: int, callers: tuple[str, ...], now: 
     if not callers:
         return None
     since = now - timedelta(days=days)
-    latest = None
+    latest: tuple[int, datetime] | None = None
     for match in (CallRecord.caller.in_(callers),
                   (CallRecord.direction == "outbound") & CallRecord.destination.in_(callers)):
         row = session.execute(
@@ -309,7 +312,7 @@ def last_agent(session: Session, tenant_id: int, callers: tuple[str, ...], now: 
             .limit(1)
         ).first()
         if row is not None and row[0] is not None and (latest is None or row[1] > latest[1]):
-            latest = row
+            latest = (row[0], row[1])
     return LastAgent(latest[0], latest[1]) if latest is not None else None
 
 

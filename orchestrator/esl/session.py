@@ -233,11 +233,11 @@ class CallSession(OutboundSession):
     def open(self) -> Any:
         """``connect``, ``myevents`` and ``linger`` in one round trip; the channel's data."""
         if self._outbound_connected:
-            return self.session_data
-        reply = self.send_many(["connect", "myevents", "linger"])[0]
-        self.session_data = reply.headers
+            return self.session_data  # type: ignore[has-type]  # greenswitch's attribute
+        data: Any = self.send_many(["connect", "myevents", "linger"])[0].headers
+        self.session_data = data
         self._outbound_connected = True
-        return self.session_data
+        return data
 
     def execute(self, app: str, arg: str = "", app_id: str = "") -> None:
         """``sendmsg`` execute; the app runs asynchronously (reply ``+OK`` at once)."""
