@@ -114,6 +114,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Keep the garbage collector off the modules and test data loaded by collection, and
+    collect as rarely as the product does (``orchestrator.cli.freeze_startup_heap``).
+
+    The in-process orchestrator and simulator share this process: a full collection
+    walking every imported module (the geocoder's tables, SQLAlchemy's mappers...) took
+    ~90 ms with the hub stopped, which once landed between an answer and the LOSE_RACE
+    of the other legs and failed a timing assertion of a test that was right."""
+    from orchestrator.cli import freeze_startup_heap
+
+    freeze_startup_heap()
+
+
 @pytest.fixture
 def migrated_pg(fresh_pg_url: str):
     """A session factory on a fresh PostgreSQL database migrated to the latest schema."""
