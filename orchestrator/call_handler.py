@@ -218,9 +218,7 @@ class _CallRun:
 
     def run(self) -> None:
         h = self.h
-        index = h.cache.index()
-        self.tenant_id = find_tenant(index, self.call)
-        snapshot = h.cache.snapshot(self.tenant_id) if self.tenant_id is not None else None
+        self.tenant_id, snapshot = h.cache.route(functools.partial(find_tenant, call=self.call))
         if snapshot is not None:
             self.extra["tenant_id"] = str(snapshot.tenant_id)
         admitted, refusal = True, ""

@@ -89,6 +89,75 @@ def test_cache_survives_redis_loss(raw):
     assert offline.snapshot(5) is snap and offline.loads == 1  # and the cache is used
 
 
+class _CountingVersions(RoutingVersions):
+    """The real versions on the real Redis, counting the round trips a route costs."""
+
+    def __init__(self, client):
+        super().__init__(client)
+        self.reads = []
+
+    def index(self):
+        self.reads.append("index")
+        return super().index()
+
+    def tenant(self, tenant_id):
+        self.reads.append("tenant %d" % tenant_id)
+        return super().tenant(tenant_id)
+
+    def index_and_tenant(self, tenant_id):
+        self.reads.append("both %d" % tenant_id)
+        return super().index_and_tenant(tenant_id)
+
+
+def test_route_reads_both_versions_in_one_round_trip(raw):
+    versions = _CountingVersions(raw)
+    db = {"index": RoutingIndex(numbers={"+100": 5}, version=1), 5: 1, 6: 1}
+    cache = RoutingCache(versions, lambda: db["index"],
+                         lambda tid: TenantSnapshot(tenant_id=tid, name="T%d" % tid, sip_domain="t%d.example" % tid, version=db[tid]))
+    find = lambda index: index.numbers.get("+100")  # noqa: E731
+    tenant_id, first = cache.route(find)
+    assert (tenant_id, first.tenant_id, cache.loads) == (5, 5, 2)  # nothing cached yet: read as before
+    versions.reads.clear()
+    tenant_id, again = cache.route(find)
+    assert tenant_id == 5 and again is first and cache.loads == 2
+    assert versions.reads == ["both 5"]  # current cache: one MGET, no SQL
+    # The tenant's routing changed: the same round trip sees it and the snapshot reloads.
+    db[5] = 2
+    versions.publish({5: 2}, None)
+    versions.reads.clear()
+    assert cache.route(find)[1].version == 2 and versions.reads == ["both 5"] and cache.loads == 3
+    # The number moved to tenant 6: the index reloads and tenant 6's own version is read.
+    db["index"] = RoutingIndex(numbers={"+100": 6}, version=2)
+    versions.publish({}, 2)
+    versions.reads.clear()
+    tenant_id, moved = cache.route(find)
+    assert (tenant_id, moved.tenant_id) == (6, 6) and versions.reads == ["both 5", "tenant 6"]
+    # A number no longer anyone's routes nowhere.
+    db["index"] = RoutingIndex(numbers={}, version=3)
+    versions.publish({}, 3)
+    assert cache.route(find) == (None, None)
+
+
+def test_route_uses_the_cache_while_redis_is_down(raw):
+    versions = RoutingVersions(raw)
+    index = RoutingIndex(numbers={"+100": 5}, version=1)
+    cache = RoutingCache(versions, lambda: index, lambda tid: _snap(1))
+    find = lambda i: i.numbers.get("+100")  # noqa: E731
+    _, snap = cache.route(find)
+    cache._versions = RoutingVersions(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)))
+    assert cache.route(find) == (5, snap) and cache.loads == 2
+
+
+def test_active_tenants_written_at_most_once_a_second(raw):
+    store = CallStore(raw, lease_ms=10_000)
+    store.admit(1, "a", 1_000, 0, {})
+    store.admit(1, "b", 1_500, 0, {})
+    assert raw.zscore("pbx:active_tenants", "1") == 1_000
+    store.admit(1, "c", 2_000, 0, {})
+    store.admit(2, "d", 2_100, 0, {})
+    assert store.active_tenants() == [1, 2] and raw.zscore("pbx:active_tenants", "1") == 2_000
+
+
 def test_inspect_lists_live_calls(raw):
     store = CallStore(raw, lease_ms=600_000)
     now = inspect_cli._now_ms()

@@ -119,9 +119,13 @@ def _flatten(fields: Mapping[str, str]) -> list[str]:
 class CallStore:
     """Live calls per tenant: admission under the tenant's limit, leases, facts."""
 
-    def __init__(self, client: redis.Redis, lease_ms: int = 60_000) -> None:
+    def __init__(self, client: redis.Redis, lease_ms: int = 60_000, active_every_ms: int = 1000) -> None:
         self._r = client
         self.lease_ms = lease_ms
+        # pbx:active_tenants is for inspection only: a tenant's "last call start" is
+        # written at most once a second per process, not as a second round trip per call.
+        self._active_every_ms = active_every_ms
+        self._active_written: dict[int, int] = {}
         self._admit = client.register_script(ADMIT_LUA)
         self._renew = client.register_script(RENEW_LUA)
         self._release = client.register_script(RELEASE_LUA)
@@ -131,7 +135,9 @@ class CallStore:
             keys=[calls_key(tenant_id), call_key(tenant_id, uuid)],
             args=[uuid, now_ms, self.lease_ms, limit, *_flatten(fields)],
         )
-        self._r.zadd(ACTIVE_TENANTS_KEY, {str(tenant_id): now_ms})
+        if now_ms - self._active_written.get(tenant_id, -self._active_every_ms) >= self._active_every_ms:
+            self._r.zadd(ACTIVE_TENANTS_KEY, {str(tenant_id): now_ms})
+            self._active_written[tenant_id] = now_ms
         return Admission(bool(admitted), int(active))
 
     def renew(self, tenant_id: int, uuid: str, now_ms: int, fields: Mapping[str, str] | None = None) -> bool:
@@ -178,6 +184,12 @@ class RoutingVersions:
     def index(self) -> int | None:
         raw = self._r.get(INDEX_VERSION_KEY)
         return int(raw) if raw is not None else None
+
+    def index_and_tenant(self, tenant_id: int) -> tuple[int | None, int | None]:
+        """The index's and a tenant's versions in one round trip (MGET: on a Redis Cluster,
+        where the two keys live in different slots, this would be two GETs)."""
+        raw_index, raw_tenant = self._r.mget(INDEX_VERSION_KEY, routing_version_key(tenant_id))
+        return (int(raw_index) if raw_index is not None else None, int(raw_tenant) if raw_tenant is not None else None)
 
     def publish(self, changed: Mapping[int, int], index_version: int | None) -> None:
         """Called after a commit that changed routing data. Versions only go up."""

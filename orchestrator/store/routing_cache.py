@@ -1,7 +1,7 @@
 """Immutable routing snapshots, cached per tenant, reloaded when their version moves.
 
-A call costs one Redis GET (the tenant's routing version) and no SQL while the cached
-snapshot is current. When Redis is unreachable the cached snapshot is used as it is
+A call costs one Redis round trip (an MGET of the index's and its tenant's routing
+versions, ``route``) and no SQL while the cached snapshots are current. When Redis is unreachable the cached snapshot is used as it is
 (a call is never refused because Redis restarted); when Redis lost the version keys
 the database's version is written back (``seed``).
 """
@@ -54,7 +54,7 @@ class RoutingCache:
         with self._locks_guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def _published(self, read: Callable[[], int | None]) -> tuple[bool, int | None]:
+    def _published(self, read: Callable[[], T]) -> tuple[bool, T | None]:
         # While Redis is known to be down, do not make every call wait for it again.
         if time.monotonic() < self._redis_down_until:
             return False, None
@@ -67,6 +67,38 @@ class RoutingCache:
 
     def index(self) -> RoutingIndex:
         ok, version = self._published(self._versions.index)
+        return self._index_at(ok, version)
+
+    def snapshot(self, tenant_id: int) -> TenantSnapshot | None:
+        ok, version = self._published(lambda: self._versions.tenant(tenant_id))
+        return self._snapshot_at(tenant_id, ok, version)
+
+    def route(self, find: Callable[[RoutingIndex], int | None]) -> tuple[int | None, TenantSnapshot | None]:
+        """The tenant ``find`` picks in the current index, and its current snapshot.
+
+        A new call's first Redis round trip, and usually its only one here: the index's
+        version and the version of the tenant the cached index points to are read with
+        one MGET. Only when the index moved and now names another tenant is that
+        tenant's version read separately. Each read yields the call's greenlet to every
+        other ready one, so a round trip saved here is queueing saved at the routing
+        p99 under load (bench/results.md, session 10)."""
+        cached_index = self._index
+        guess = find(cached_index) if cached_index is not None else None
+        if guess is None:
+            index = self.index()
+            tenant_id = find(index)
+            return tenant_id, (self.snapshot(tenant_id) if tenant_id is not None else None)
+        ok, versions = self._published(lambda: self._versions.index_and_tenant(guess))
+        index_version, tenant_version = versions if versions is not None else (None, None)
+        tenant_id = find(self._index_at(ok, index_version))
+        if tenant_id is None:
+            return None, None
+        if tenant_id != guess:
+            return tenant_id, self.snapshot(tenant_id)
+        return tenant_id, self._snapshot_at(tenant_id, ok, tenant_version)
+
+    def _index_at(self, ok: bool, version: int | None) -> RoutingIndex:
+        """The index, given the published version (``ok`` False: Redis did not answer)."""
         cached = self._index
         if cached is not None and (not ok or (version is not None and cached.version >= version)):
             return cached
@@ -82,8 +114,8 @@ class RoutingCache:
                 self._seed(lambda: self._versions.seed_index(fresh.version))
             return fresh
 
-    def snapshot(self, tenant_id: int) -> TenantSnapshot | None:
-        ok, version = self._published(lambda: self._versions.tenant(tenant_id))
+    def _snapshot_at(self, tenant_id: int, ok: bool, version: int | None) -> TenantSnapshot | None:
+        """A tenant's snapshot, given its published version (``ok`` as in ``_index_at``)."""
         cached = self._snapshots.get(tenant_id)
         if cached is not None and (not ok or (version is not None and cached.version >= version)):
             self._snapshots.move_to_end(tenant_id)
