@@ -315,6 +315,9 @@ class _CallRun:
                 if answer is not None:
                     ctx = callflow.Context(self.snapshot, self.h.policy, self.h.clock(), self.new_id)
                     pending.append(callflow.handle(state, answer, ctx))
+        # Commands were written as they were decided, without waiting for their replies
+        # in between (CallSession.post): collect the replies once, now.
+        self._send(self.session.wait_replies, "the commands' replies")
         return state
 
     def apply(self, action: Action) -> CoreEvent | None:
@@ -338,12 +341,12 @@ class _CallRun:
         if isinstance(action, BreakHold):
             # P07b/P07c: uuid_break <own uuid> all from the call's own socket ends the hold
             # music; its EXECUTE_COMPLETE follows and the core sends the bridge then.
-            self._send(functools.partial(self.session.send, "api uuid_break %s all" % self.call.uuid), "uuid_break")
+            self._send(functools.partial(self.session.post, "api uuid_break %s all" % self.call.uuid, "uuid_break"), "uuid_break")
             return None
         if isinstance(action, Execute):
-            self._send(functools.partial(self.session.execute, action.app, action.arg, action.app_id), action.app)
+            self._send(functools.partial(self.session.execute, action.app, action.arg, action.app_id, wait=False), action.app)
         elif isinstance(action, Hangup):
-            self._send(functools.partial(self.session.hangup, action.cause), "hangup")
+            self._send(functools.partial(self.session.hangup, action.cause, wait=False), "hangup")
         elif isinstance(action, Log):
             level = logging.WARNING if action.level == "warning" else logging.INFO
             self.log(level, action.message, **dict(action.fields))

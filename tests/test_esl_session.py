@@ -105,6 +105,44 @@ def test_outbound_loopback_plain_replay():
     assert dtmf.get("DTMF-Digit") == "5"  # sent with api uuid_recv_dtmf in the recording
 
 
+def test_posted_commands_are_written_at_once_and_their_replies_collected_in_order():
+    """The call handler writes a decision's commands without waiting for each reply
+    (CallSession.post): the replay peer, reading one command at a time as FreeSWITCH
+    does, answers them in order, and the events are the recording's."""
+    sock, peer, records = replay("outbound_loopback_plain.txt")
+    session = CallSession(("127.0.0.1", 0), sock, timeout_s=5)
+    session.open()
+    rest = [r.data.decode().rstrip("\n") for r in records if r.direction == "SERVER->FS"][3:]  # from getvar
+    commands = rest[:rest.index("exit")]
+    assert len(commands) >= 3
+    posted = [session.post(text, text.split("\n", 1)[0]) for text in commands]
+    assert not any(r.ready() for r in posted)  # all written; nothing waited for yet
+    session.wait_replies()
+    assert all(r.ready() for r in posted)
+    assert posted[0].get().headers["Reply-Text"] == "7000"  # getvar's, the first asked
+    assert posted[1].get().headers["Reply-Text"] == "+OK"  # the next: a sendmsg's
+    got = [n for n in names(drain(session, until=LINGERING)) if n != LINGERING]
+    assert got[:7] == ["CHANNEL_PARK", "CHANNEL_EXECUTE", "CHANNEL_ANSWER", "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_EXECUTE", "DTMF", "CHANNEL_EXECUTE_COMPLETE"]
+    session.close()
+    peer.kill()
+
+
+def test_posted_commands_without_replies_time_out_or_fail_by_name():
+    mine, theirs = gevent.socket.socketpair()
+    session = CallSession(("127.0.0.1", 0), mine, timeout_s=0.2)
+    session.execute("bridge", "user/102@t.example", "app-1", wait=False)
+    with pytest.raises(EslTimeout, match="'bridge'"):
+        session.wait_replies()
+    session.wait_replies()  # nothing left to wait for
+    session.hangup("NORMAL_CLEARING", wait=False)
+    theirs.close()  # FreeSWITCH went away before answering
+    with pytest.raises(CallGone):
+        session.wait_replies()
+    with pytest.raises(CallGone):
+        session.post("sendmsg")
+    session.close()
+
+
 def test_disconnect_notice_before_the_sendmsg_reply_does_not_break_the_session():
     """outbound_sipp_builtin_uac_caller_hangup: the caller hung up right after answer;
     the linger notice arrives BEFORE the +OK of the in-flight sendmsg."""

@@ -101,6 +101,7 @@ class CallSession(OutboundSession):
         # Applications whose CHANNEL_EXECUTE_COMPLETE nobody waits for (set, answer ...):
         # dropped by the Application header alone, like unwanted events.
         self._unwatched = {name.encode() for name in unwatched_apps}
+        self._unchecked: list[tuple[str, gevent.event.AsyncResult]] = []  # posted, reply not looked at
         super().__init__(client_address, sock)
 
     def start_event_handlers(self) -> None:
@@ -230,6 +231,43 @@ class CallSession(OutboundSession):
         except (OSError, NotConnectedError, OutboundSessionHasGoneAway) as exc:
             raise CallGone("the call's socket went away: %s" % (exc or type(exc).__name__)) from None
 
+    def post(self, data: str, what: str = "") -> gevent.event.AsyncResult:
+        """Write a command without waiting for its reply (``wait_replies`` collects it).
+
+        A call's commands are written as soon as the core decides them and their replies
+        are collected once the decision is carried out: the ``+OK`` of a ``sendmsg`` says
+        only that FreeSWITCH queued the application (mod_event_socket answers async
+        sendmsg at once; what the application did comes as CHANNEL_EXECUTE_COMPLETE), so
+        waiting for it before the next Redis request or command only added round trips
+        on the routing path. Replies still match in order (one command read at a time,
+        see ``send_many``)."""
+        if not self.connected:
+            raise CallGone("the call's socket is closed")
+        result = gevent.event.AsyncResult()
+        self._commands_sent.append(result)
+        self._unchecked.append((what or data.split("\n", 1)[0], result))
+        try:
+            self.sock.sendall((data + "\n\n").encode("utf-8"))
+        except OSError as exc:
+            raise CallGone("the call's socket went away: %s" % (exc or type(exc).__name__)) from None
+        return result
+
+    def wait_replies(self) -> None:
+        """Wait (``timeout_s`` at most in all) for the replies of the commands ``post``
+        wrote; raises ``CallGone`` or ``EslTimeout`` as ``send`` does."""
+        unchecked, self._unchecked = self._unchecked, []
+        if not unchecked:
+            return
+        waiting = unchecked[0][0]
+        try:
+            with gevent.Timeout(self.timeout_s):
+                for waiting, result in unchecked:
+                    result.get()
+        except gevent.Timeout:
+            raise EslTimeout("FreeSWITCH did not answer %r within %.1f s" % (waiting, self.timeout_s)) from None
+        except (OSError, NotConnectedError, OutboundSessionHasGoneAway) as exc:
+            raise CallGone("the call's socket went away: %s" % (exc or type(exc).__name__)) from None
+
     def open(self) -> Any:
         """``connect``, ``myevents`` and ``linger`` in one round trip; the channel's data."""
         if self._outbound_connected:
@@ -239,13 +277,21 @@ class CallSession(OutboundSession):
         self._outbound_connected = True
         return data
 
-    def execute(self, app: str, arg: str = "", app_id: str = "") -> None:
-        """``sendmsg`` execute; the app runs asynchronously (reply ``+OK`` at once)."""
-        raw = wire.encode_sendmsg_execute(app, arg, event_uuid=app_id or None)
-        self.send(raw.decode("utf-8").rstrip("\n"))
+    def execute(self, app: str, arg: str = "", app_id: str = "", *, wait: bool = True) -> None:
+        """``sendmsg`` execute; the app runs asynchronously (reply ``+OK`` at once).
+        ``wait=False``: written now, its reply collected by ``wait_replies``."""
+        raw = wire.encode_sendmsg_execute(app, arg, event_uuid=app_id or None).decode("utf-8").rstrip("\n")
+        if wait:
+            self.send(raw)
+        else:
+            self.post(raw, app)
 
-    def hangup(self, cause: str = "NORMAL_CLEARING") -> None:  # type: ignore[override]
-        self.send("sendmsg\ncall-command: hangup\nhangup-cause: %s" % cause)
+    def hangup(self, cause: str = "NORMAL_CLEARING", *, wait: bool = True) -> None:  # type: ignore[override]
+        command = "sendmsg\ncall-command: hangup\nhangup-cause: %s" % cause
+        if wait:
+            self.send(command)
+        else:
+            self.post(command, "hangup")
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Say ``exit`` (needed with infinite linger), then close, never waiting long."""
