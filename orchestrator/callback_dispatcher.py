@@ -9,15 +9,26 @@ callbacks it:
 2. for each pending callback at the head of its department's queue: claims it
    (pending -> dialing, with a lease), takes a member with the same reservation as a
    caller on hold (call id ``cb:<id>``, queued: the head of the queue first), and
-   enqueues ``workers.jobs.ring_agent_then_client`` (the member first, then the client).
+   enqueues ``workers.jobs.ring_agent_then_client`` (the member first, then the client);
+3. for each *talking* callback (see below), asks FreeSWITCH whether the agent's leg still exists
+   (``uuid_exists``, mod_commands: ``true`` until the session is destroyed, shortly after
+   its hangup): yes -> the member's offer lease is renewed; no -> the offer ends like an
+   answered call's, now: wrap-up from the end of the conversation, its talk time (bridge
+   to the first look that found the leg gone, so within ``interval_s``) in the member's
+   statistics. Without this, a member talking to a called-back client was free for new
+   offers once the wrap-up after the *bridge* ran out, unless the presence watcher was
+   on. FreeSWITCH unreachable: nothing is renewed, so the lease frees the member (as for
+   any lost owner), and the talk is settled when FreeSWITCH answers again.
 
 The member's offer is taken with a lease long enough for the whole job (both ring times
 plus a margin): nobody else is offered that member meanwhile, and a lost job frees them
-by itself. The offer is ended by the job's RQ callbacks (``job_finished`` /
-``job_failed``), which run in the worker process right after the job, with the worker's
-Redis connection: answered -> wrap-up and statistics like an answered call, the agent
-did not answer -> a missed offer (and the callback goes back to its place, up to
-``max_attempts``), the client did not answer or setup failed -> the member is free.
+by itself. The job's RQ callbacks (``job_finished`` / ``job_failed``) run in the worker
+process right after the job, with the worker's Redis connection: the agent did not
+answer -> a missed offer (and the callback goes back to its place, up to
+``max_attempts``); the client did not answer or setup failed -> the member is free;
+bridged -> the callback is done, but the member is still talking: the offer is kept and
+the callback is listed as *talking* (``CallbackStore.talking``).
+
 """
 from __future__ import annotations
 
@@ -32,7 +43,8 @@ from orchestrator.core.model import TenantSnapshot
 from orchestrator.core.plan import Policy
 from orchestrator.core.strategy import eligible
 from orchestrator.store.agents import FREED_CHANNEL, AgentStore, Release
-from orchestrator.store.callbacks import Callback, CallbackStore, member
+from orchestrator.errors import EslError, ProtocolError
+from orchestrator.store.callbacks import Callback, CallbackStore, Talk, member
 
 log = logging.getLogger("orchestrator.callbacks")
 
@@ -60,8 +72,12 @@ class CallbackSettings:
 
 class CallbackDispatcher:
     def __init__(self, client: redis.Redis, snapshot: Callable[[int], TenantSnapshot | None], policy: Policy,
-                 settings: CallbackSettings, enqueue: Callable[[dict, dict], Any]) -> None:
+                 settings: CallbackSettings, enqueue: Callable[[dict, dict], Any],
+                 leg_exists: Callable[[str], bool | None] = lambda uuid: None, clock: Callable[[], int] | None = None) -> None:
         self.r = client
+        # Does FreeSWITCH still have this channel? (None: cannot tell now; ``LegChecker``)
+        self.leg_exists = leg_exists
+        self.clock = clock or (lambda: int(time.time() * 1000))
         self.callbacks = CallbackStore(client)
         self.agents = AgentStore(client, lease_ms=settings.lease_ms)
         self.snapshot = snapshot
@@ -83,6 +99,7 @@ class CallbackDispatcher:
         return started
 
     def _tenant(self, tenant_id: int) -> int:
+        self._talks(tenant_id)
         self.callbacks.sweep(tenant_id)
         pending = [cb for cb in self.callbacks.open(tenant_id) if cb.status == "pending"]
         if not pending:
@@ -97,6 +114,24 @@ class CallbackDispatcher:
             if self._dispatch(tenant_id, snap, cb):
                 started += 1
         return started
+
+    def _talks(self, tenant_id: int) -> None:
+        """Keep the members of bridged callbacks busy while their leg lives; end the
+        offer like an answered call's when it is gone."""
+        for talk in self.callbacks.talks(tenant_id):
+            exists = self.leg_exists(talk.agent_uuid)
+            if exists is None:
+                continue  # FreeSWITCH cannot say now: no renewal (the lease decides), ask again
+            if exists:
+                self.agents.renew(tenant_id, member(talk.callback_id), (talk.employee_id,))
+                continue
+            if not self.callbacks.end_talk(tenant_id, talk.callback_id):
+                continue  # another orchestrator's dispatcher settled it
+            talk_ms = max(0, self.clock() - talk.since_ms)
+            self.agents.release(tenant_id, member(talk.callback_id), talk.department_id,
+                                [Release(talk.employee_id, "answered", talk.wrapup_ms, talk_ms)], _day())
+            log.info("tenant %d: callback %s: member %d finished the call (%d s)", tenant_id, talk.callback_id,
+                     talk.employee_id, talk_ms // 1000)
 
     def _dispatch(self, tenant_id: int, snap: TenantSnapshot, cb: Callback) -> bool:
         queue = self.agents.queue(tenant_id, cb.department_id)
@@ -190,9 +225,11 @@ def rq_enqueue(client: redis.Redis, settings: CallbackSettings) -> Callable[[dic
 
 
 def job_finished(job: Any, connection: redis.Redis, result: Any, *args: Any, **kwargs: Any) -> None:
-    """The job returned: end the member's offer and settle the callback."""
+    """The job returned: end the member's offer (or keep it while they talk) and settle
+    the callback."""
     status = result.get("status") if isinstance(result, dict) else "failed"
-    _settle(job.meta, connection, str(status), str((result or {}).get("cause") or "") if isinstance(result, dict) else "")
+    _settle(job.meta, connection, str(status), str((result or {}).get("cause") or "") if isinstance(result, dict) else "",
+            str(result.get("agent_uuid") or "") if isinstance(result, dict) else "")
 
 
 def job_failed(job: Any, connection: redis.Redis, *exc_info: Any, **kwargs: Any) -> None:
@@ -200,19 +237,25 @@ def job_failed(job: Any, connection: redis.Redis, *exc_info: Any, **kwargs: Any)
     _settle(job.meta, connection, "crashed", repr(exc_info[1]) if len(exc_info) > 1 else "")
 
 
-def _settle(meta: dict, connection: redis.Redis, status: str, cause: str) -> None:
+def _settle(meta: dict, connection: redis.Redis, status: str, cause: str, agent_uuid: str = "") -> None:
     from workers.jobs import AGENT_NO_ANSWER, BRIDGED
 
     tenant_id, cb_id = int(meta["tenant_id"]), str(meta["callback_id"])
     dept, emp = int(meta["department_id"]), int(meta["employee_id"])
     agents, callbacks = AgentStore(connection), CallbackStore(connection)
-    if status == BRIDGED:
-        release = Release(emp, "answered", int(meta.get("wrapup_ms") or 0), 0)
-    elif status == AGENT_NO_ANSWER:
-        release = Release(emp, "missed", 0, 0, int(meta.get("pause_after") or 0))
+    wrapup_ms = int(meta.get("wrapup_ms") or 0)
+    if status == BRIDGED and agent_uuid:
+        # The member talks now: the offer stays theirs (its lease, then the dispatcher's
+        # renewals) until their leg is gone (CallbackDispatcher._talks).
+        callbacks.talking(tenant_id, Talk(cb_id, agent_uuid, emp, dept, wrapup_ms, int(time.time() * 1000)))
     else:
-        release = Release(emp, "free")
-    agents.release(tenant_id, member(cb_id), dept, [release], _day())
+        if status == BRIDGED:
+            release = Release(emp, "answered", wrapup_ms, 0)
+        elif status == AGENT_NO_ANSWER:
+            release = Release(emp, "missed", 0, 0, int(meta.get("pause_after") or 0))
+        else:
+            release = Release(emp, "free")
+        agents.release(tenant_id, member(cb_id), dept, [release], _day())
     cb = callbacks.get(tenant_id, cb_id)
     if cb is None:
         return
@@ -225,3 +268,43 @@ def _settle(meta: dict, connection: redis.Redis, status: str, cause: str) -> Non
     else:
         callbacks.settle(tenant_id, cb, "failed", result)
     log.info("tenant %d: callback %s: %s", tenant_id, cb_id, result)
+
+
+class LegChecker:
+    """``uuid_exists`` over one inbound ESL connection, opened when first needed and
+    again after it failed; None when FreeSWITCH cannot be asked now."""
+
+    def __init__(self, esl: dict, timeout_s: float = 2.0) -> None:
+        self.esl = esl
+        self.timeout_s = timeout_s
+        self._client: Any = None
+
+    def _connect(self) -> Any:
+        from orchestrator.esl.inbound import InboundClient
+
+        if self._client is None or not self._client.connected:
+            self.close()
+            self._client = InboundClient(self.esl["host"], int(self.esl["port"]), self.esl["password"],
+                                         connect_timeout=self.timeout_s, command_timeout=self.timeout_s,
+                                         reconnect=False).connect()
+        return self._client
+
+    def __call__(self, uuid: str) -> bool | None:
+        try:
+            answer = self._connect().api("uuid_exists %s" % uuid).strip()
+        except (EslError, ProtocolError, OSError) as exc:
+            log.warning("callback dispatcher: cannot ask FreeSWITCH about leg %s: %s", uuid, exc)
+            self.close()
+            return None
+        if answer not in ("true", "false"):
+            log.warning("callback dispatcher: unexpected uuid_exists answer %r", answer[:100])
+            return None
+        return answer == "true"
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except (EslError, OSError):
+                pass
+            self._client = None

@@ -67,12 +67,12 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
     members = MemberOffers(app.agents, recorder, _now_ms, wiring.spawn_background, gevent.spawn_later)
     wakeups = Wakeups(app.redis)
     wakeups.start()
-    from orchestrator.callback_dispatcher import CallbackDispatcher, CallbackSettings, rq_enqueue
+    from orchestrator.callback_dispatcher import CallbackDispatcher, CallbackSettings, LegChecker, rq_enqueue
     from orchestrator.store.callbacks import CallbackStore
 
     callback_settings = CallbackSettings({"host": settings.esl_host, "port": settings.esl_port, "password": settings.esl_password})
     dispatcher = CallbackDispatcher(app.redis, app.cache.snapshot, app.policy, callback_settings,
-                                    rq_enqueue(app.redis, callback_settings))
+                                    rq_enqueue(app.redis, callback_settings), LegChecker(callback_settings.esl))
     gevent.spawn(dispatcher.run)
     handler = CallHandler(app.cache, app.calls, recorder, app.policy, members, wakeups,
                           lookups=wiring.caller_lookups(app.db, allow_private=settings.crm_allow_private), callbacks=CallbackStore(app.redis))

@@ -6,7 +6,7 @@ import pytest
 import redis
 from rq import Queue, SimpleWorker
 
-from orchestrator.callback_dispatcher import CallbackDispatcher, CallbackSettings, job_finished, rq_enqueue
+from orchestrator.callback_dispatcher import CallbackDispatcher, CallbackSettings, LegChecker, job_finished, rq_enqueue
 from orchestrator.core.model import Department, Employee, Member, QueueSettings, Strategy, TenantSnapshot
 from orchestrator.core.plan import Policy
 from orchestrator.store.agents import AgentStore, agent_key
@@ -64,6 +64,76 @@ def test_head_callback_takes_a_free_member_and_the_job_end_releases_it(r):
     assert callbacks.get(T, cb).status == "done" and callbacks.open(T) == []
     state = agents.states(T, [2], [__import__("time").strftime("%Y%m%d", __import__("time").gmtime())])[2]
     assert state.offer == "" and state.wrapup_until_ms > 0 and state.calls_today == 1
+
+
+def test_a_bridged_callback_keeps_its_member_busy_until_their_leg_is_gone(r):
+    """The job returns at the bridge; the member talks on. Their offer is kept (and its
+    lease renewed while FreeSWITCH still has the leg); when the leg is gone the offer
+    ends like an answered call's: wrap-up from then, the talk time counted."""
+    agents, callbacks = AgentStore(r), CallbackStore(r)
+    cb = callbacks.request(T, DEP, "c1", 1000, "+78120000000", "+74950000001")
+    jobs: list = []
+    legs = {"agent-leg": True}
+    now = {"ms": 0}
+    asked: list[str] = []
+
+    def leg_exists(uuid: str):
+        asked.append(uuid)
+        return legs.get(uuid)
+
+    d = CallbackDispatcher(r, lambda t: SNAP if t == T else None, Policy(), SETTINGS, lambda data, meta: jobs.append((data, meta)),
+                           leg_exists, clock=lambda: now["ms"])
+    assert d.tick() == 1
+    (_, meta), = jobs
+    emp = meta["employee_id"]
+    job_finished(Job(meta), r, {"status": "bridged", "cause": None, "agent_uuid": "agent-leg"})
+    assert callbacks.get(T, cb).status == "done" and callbacks.open(T) == []
+    (talk,) = callbacks.talks(T)
+    assert (talk.agent_uuid, talk.employee_id, talk.department_id, talk.wrapup_ms) == ("agent-leg", emp, DEP, 5000)
+    assert agents.states(T, [emp])[emp].offer == member(cb)  # still theirs: not offered to anyone
+    assert agents.reserve(T, "next-caller", DEP, [emp], 1)[1] == {emp: "offered_elsewhere"}
+    # The leg lives: the lease is renewed (it was shortened here to see the renewal).
+    r.hset(agent_key(T, emp), "offer_until", 1)
+    assert d.tick() == 0 and asked == ["agent-leg"]
+    assert int(r.hget(agent_key(T, emp), "offer_until")) > 1 and callbacks.talks(T) != []
+    # FreeSWITCH cannot be asked: nothing changes (no renewal, no release).
+    legs["agent-leg"] = None
+    r.hset(agent_key(T, emp), "offer_until", 1)
+    assert d.tick() == 0 and int(r.hget(agent_key(T, emp), "offer_until")) == 1 and callbacks.talks(T) != []
+    # The leg is gone: the offer ends now, with the wrap-up and the talk time.
+    legs["agent-leg"] = False
+    now["ms"] = talk.since_ms + 42_000
+    d.tick()
+    day = __import__("time").strftime("%Y%m%d", __import__("time").gmtime())
+    state = agents.states(T, [emp], [day])[emp]
+    assert state.offer == "" and state.calls_today == 1 and state.talk_ms_today == 42_000
+    sec, usec = r.time()
+    assert state.wrapup_until_ms - (sec * 1000 + usec // 1000) > 4000  # 5 s wrap-up, from now
+    assert callbacks.talks(T) == [] and T not in callbacks.tenants()
+    # A second dispatcher that saw the same talk does not count it again.
+    assert callbacks.end_talk(T, cb) is False
+
+
+def test_leg_checker_asks_freeswitch_over_its_event_socket():
+    """``uuid_exists`` on the simulated FreeSWITCH's inbound socket: a live channel is
+    there, an unknown one is not; FreeSWITCH unreachable is "cannot tell" (None)."""
+    from simulator import Answer
+    from test_e2e_calls import make_sim
+
+    sim = make_sim("127.0.0.1:1")
+    try:
+        sim.add_user("101", "demo.pbx.local", behavior=Answer(after=1, hangup_after=500))
+        checker = LegChecker({"host": "127.0.0.1", "port": sim.esl_port, "password": "ClueCon"})
+        agent = checker._connect().api("originate user/101@demo.pbx.local &park()").split()[-1]
+        assert checker(agent) is True
+        assert checker("00000000-0000-0000-0000-000000000000") is False
+        checker._client.api("uuid_kill %s" % agent)
+        assert checker(agent) is False
+        checker.close()
+    finally:
+        sim.stop()
+    gone = LegChecker({"host": "127.0.0.1", "port": 1, "password": "ClueCon"}, timeout_s=0.5)
+    assert gone("any-leg") is None
 
 
 def test_not_its_turn_and_nobody_free(r):

@@ -96,7 +96,7 @@ def test_callback_keeps_the_place_then_rings_the_member_first_then_the_client(si
     r = redis.Redis.from_url(cb_redis)
     agents, callbacks = AgentStore(r), CallbackStore(r)
     ten = sim.add_user("310", DOMAIN, behavior=Answer(after=1, hangup_after=100))  # 2 s real: B has time to ask
-    client_phone = sim.add_external("+79990000012", Answer(after=2, hangup_after=5))
+    client_phone = sim.add_external("+79990000012", Answer(after=2, hangup_after=50))  # talks 1 s real
 
     a = sim.place_call(NUMBER, caller_id="+79990000011")  # the only member talks to A
     wait_until(lambda: ten.legs and ten.legs[0].answered_at is not None, what="A answered")
@@ -125,5 +125,17 @@ def test_callback_keeps_the_place_then_rings_the_member_first_then_the_client(si
     agent_leg, client_leg = ten.legs[1], client_phone.legs[0]
     assert agent_leg.answered_at is not None and client_leg.invited_at >= agent_leg.answered_at  # the member first
     assert callbacks.open(tenant_id) == [] and agents.queue(tenant_id, dep) == []
-    state = agents.states(tenant_id, [emp])[emp]
-    assert state.offer == "" and state.missed == 0
+    # The job ended at the bridge, the member talks on: still theirs, offered to nobody,
+    # until the orchestrator's dispatcher finds their leg gone (the client hangs up 50 s
+    # after answering; uuid_bridge'd legs hang up together, P06).
+    (talk,) = callbacks.talks(tenant_id)
+    assert talk.agent_uuid == agent_leg.leg_uuid and talk.employee_id == emp
+    assert agents.states(tenant_id, [emp])[emp].offer == member(cb.id) and client_leg.ended_at is None
+    assert agents.reserve(tenant_id, "someone-else", dep, [emp], 1)[1] == {emp: "offered_elsewhere"}
+    wait_until(lambda: agents.states(tenant_id, [emp])[emp].offer == "", timeout=20, what="the callback's offer ended")
+    assert agent_leg.ended_at is not None and client_leg.ended_at is not None
+    day = __import__("time").strftime("%Y%m%d", __import__("time").gmtime())
+    state = agents.states(tenant_id, [emp], [day])[emp]
+    assert state.missed == 0 and callbacks.talks(tenant_id) == []
+    assert state.calls_today >= 2 and state.talk_ms_today > 0  # A's call and the callback's
+    assert "finished the call" in orch.log()

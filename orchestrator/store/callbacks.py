@@ -15,8 +15,13 @@ Keys of tenant ``T`` (hash tag ``{t:T}``):
     {t:T}:queue:<dept>    ZSET  (store.agents) ``cb:<id>`` -> the caller's place
     {t:T}:queue:<dept>:lease    ``cb:<id>`` -> created + max age
 
-    pbx:callback-tenants  SET   tenant ids that may have open callbacks (the dispatcher's
-                                directory; outside any tenant's slot, so never in a script)
+    {t:T}:callbacks:talking HASH id -> JSON {agent_uuid, employee, department, wrapup_ms,
+                                since (ms)}: bridged callbacks whose member is still on the
+                                call (their offer is held until the agent's leg is gone)
+
+    pbx:callback-tenants  SET   tenant ids that may have open or talking callbacks (the
+                                dispatcher's directory; outside any tenant's slot, so never
+                                in a script)
 
 A callback being dialled has left the queue (the reservation took it out) and carries a
 lease (``until``): a dispatcher or worker that dies leaves it ``dialing`` only until the
@@ -24,6 +29,7 @@ lease ends, then ``sweep`` puts it back at its place.
 """
 from __future__ import annotations
 
+import json
 import uuid as uuidlib
 from dataclasses import dataclass
 
@@ -43,6 +49,22 @@ def callback_key(tenant_id: int, callback_id: str) -> str:
 
 def index_key(tenant_id: int) -> str:
     return "%s:callbacks" % tenant_tag(tenant_id)
+
+
+def talking_key(tenant_id: int) -> str:
+    return "%s:callbacks:talking" % tenant_tag(tenant_id)
+
+
+@dataclass(frozen=True)
+class Talk:
+    """A bridged callback whose member is still on the call."""
+
+    callback_id: str
+    agent_uuid: str
+    employee_id: int
+    department_id: int
+    wrapup_ms: int
+    since_ms: int
 
 
 def member(callback_id: str) -> str:
@@ -175,8 +197,30 @@ class CallbackStore:
         return sorted(_i(x) for x in self.r.smembers(TENANTS_KEY))  # type: ignore[union-attr]
 
     def forget_tenant_if_idle(self, tenant_id: int) -> None:
-        if not self.r.zcard(index_key(tenant_id)):
+        if not self.r.zcard(index_key(tenant_id)) and not self.r.hlen(talking_key(tenant_id)):
             self.r.srem(TENANTS_KEY, str(tenant_id))
+
+    def talking(self, tenant_id: int, talk: Talk) -> None:
+        """The callback is bridged: its member stays on it until ``end_talk``."""
+        fields = {"agent_uuid": talk.agent_uuid, "employee": talk.employee_id, "department": talk.department_id,
+                  "wrapup_ms": talk.wrapup_ms, "since": talk.since_ms}
+        self.r.hset(talking_key(tenant_id), talk.callback_id, json.dumps(fields))
+        self.r.sadd(TENANTS_KEY, str(tenant_id))
+
+    def talks(self, tenant_id: int) -> list[Talk]:
+        out = []
+        for cb, raw in self.r.hgetall(talking_key(tenant_id)).items():  # type: ignore[union-attr]
+            try:
+                f = json.loads(_s(raw))
+                out.append(Talk(_s(cb), str(f["agent_uuid"]), int(f["employee"]), int(f["department"]),
+                                int(f["wrapup_ms"]), int(f["since"])))
+            except (ValueError, KeyError, TypeError):
+                self.r.hdel(talking_key(tenant_id), cb)  # unreadable: its offer lease frees the member
+        return out
+
+    def end_talk(self, tenant_id: int, callback_id: str) -> bool:
+        """Forget a talking callback; False when another dispatcher already did."""
+        return bool(self.r.hdel(talking_key(tenant_id), callback_id))
 
     def claim(self, tenant_id: int, callback_id: str, lease_ms: int) -> int:
         """pending -> dialing; the attempt number, 0 when it was not pending."""
