@@ -274,9 +274,13 @@ class LegChecker:
     """``uuid_exists`` over one inbound ESL connection, opened when first needed and
     again after it failed; None when FreeSWITCH cannot be asked now."""
 
-    def __init__(self, esl: dict, timeout_s: float = 2.0) -> None:
+    def __init__(self, esl: dict, timeout_s: float = 2.0, retry_after_s: float = 10.0) -> None:
         self.esl = esl
         self.timeout_s = timeout_s
+        # After a failure, "cannot tell" at once for a while: a FreeSWITCH that is down
+        # must not cost every talking callback a connect timeout on every pass.
+        self.retry_after_s = retry_after_s
+        self._down_until = 0.0
         self._client: Any = None
 
     def _connect(self) -> Any:
@@ -290,11 +294,15 @@ class LegChecker:
         return self._client
 
     def __call__(self, uuid: str) -> bool | None:
+        if time.monotonic() < self._down_until:
+            return None
         try:
             answer = self._connect().api("uuid_exists %s" % uuid).strip()
         except (EslError, ProtocolError, OSError) as exc:
-            log.warning("callback dispatcher: cannot ask FreeSWITCH about leg %s: %s", uuid, exc)
+            log.warning("callback dispatcher: cannot ask FreeSWITCH about leg %s (again in %.0f s): %s",
+                        uuid, self.retry_after_s, exc)
             self.close()
+            self._down_until = time.monotonic() + self.retry_after_s
             return None
         if answer not in ("true", "false"):
             log.warning("callback dispatcher: unexpected uuid_exists answer %r", answer[:100])

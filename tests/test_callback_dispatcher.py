@@ -130,10 +130,16 @@ def test_leg_checker_asks_freeswitch_over_its_event_socket():
         checker._client.api("uuid_kill %s" % agent)
         assert checker(agent) is False
         checker.close()
+        down = LegChecker({"host": "127.0.0.1", "port": 1, "password": "ClueCon"}, timeout_s=0.5)
+        assert down("any-leg") is None
+        # FreeSWITCH answers again, but the next try waits for retry_after_s (10 s).
+        down.esl = checker.esl
+        assert down("any-leg") is None and down._client is None
+        down._down_until = 0.0
+        assert down("any-leg") is False
+        down.close()
     finally:
         sim.stop()
-    gone = LegChecker({"host": "127.0.0.1", "port": 1, "password": "ClueCon"}, timeout_s=0.5)
-    assert gone("any-leg") is None
 
 
 def test_not_its_turn_and_nobody_free(r):
