@@ -27,7 +27,9 @@ process right after the job, with the worker's Redis connection: the agent did n
 answer -> a missed offer (and the callback goes back to its place, up to
 ``max_attempts``); the client did not answer or setup failed -> the member is free;
 bridged -> the callback is done, but the member is still talking: the offer is kept and
-the callback is listed as *talking* (``CallbackStore.talking``).
+the callback is listed as *talking* (``CallbackStore.talking``). A job's end that comes
+after a newer attempt was claimed (its leases ran out first) changes nothing: the job
+carries its attempt number, and the offer and the callback are the newer attempt's.
 
 """
 from __future__ import annotations
@@ -142,7 +144,8 @@ class CallbackDispatcher:
             return False
         dep = snap.departments[cb.department_id]
         candidates = [m.employee_id for m in eligible(dep, snap)]
-        if not candidates or not self.callbacks.claim(tenant_id, cb.id, self.settings.lease_ms):
+        attempt = self.callbacks.claim(tenant_id, cb.id, self.settings.lease_ms) if candidates else 0
+        if not attempt:
             return False
         _, statuses = self.agents.reserve(tenant_id, member(cb.id), cb.department_id, candidates, 1, queued=True)
         taken = [e for e, st in statuses.items() if st == "offered"]
@@ -162,7 +165,7 @@ class CallbackDispatcher:
         }
         meta = {"tenant_id": tenant_id, "callback_id": cb.id, "department_id": cb.department_id, "employee_id": emp.id,
                 "wrapup_ms": dep.wrapup_seconds * 1000, "pause_after": dep.pause_after_missed,
-                "max_attempts": self.settings.max_attempts}
+                "max_attempts": self.settings.max_attempts, "attempt": attempt}
         try:
             self.enqueue(data, meta)
         except Exception as exc:  # noqa: BLE001 - give everything back, try again later
@@ -244,6 +247,15 @@ def _settle(meta: dict, connection: redis.Redis, status: str, cause: str, agent_
     dept, emp = int(meta["department_id"]), int(meta["employee_id"])
     agents, callbacks = AgentStore(connection), CallbackStore(connection)
     wrapup_ms = int(meta.get("wrapup_ms") or 0)
+    cb = callbacks.get(tenant_id, cb_id)
+    attempt = int(meta.get("attempt") or 0)
+    if cb is not None and attempt and cb.attempts != attempt:
+        # This job outlived its claim: the callback went back to its place and a newer
+        # attempt took it (same offer id ``cb:<id>``). Its offer and the callback are
+        # the newer attempt's to end, not this one's.
+        log.warning("tenant %d: callback %s: attempt %d ended (%s) after attempt %d began; left to the newer attempt",
+                    tenant_id, cb_id, attempt, status, cb.attempts)
+        return
     if status == BRIDGED and agent_uuid:
         # The member talks now: the offer stays theirs (its lease, then the dispatcher's
         # renewals) until their leg is gone (CallbackDispatcher._talks).
@@ -256,7 +268,6 @@ def _settle(meta: dict, connection: redis.Redis, status: str, cause: str, agent_
         else:
             release = Release(emp, "free")
         agents.release(tenant_id, member(cb_id), dept, [release], _day())
-    cb = callbacks.get(tenant_id, cb_id)
     if cb is None:
         return
     result = status + (": " + cause if cause else "")

@@ -142,6 +142,32 @@ def test_leg_checker_asks_freeswitch_over_its_event_socket():
         sim.stop()
 
 
+def test_a_job_that_outlived_its_claim_leaves_the_newer_attempt_alone(r):
+    """Attempt 1's job ran past its leases: the callback went back to its place and
+    attempt 2 took it (the same offer id cb:<id>, here the same member). Attempt 1's late
+    end must not end attempt 2's offer nor settle the callback."""
+    from orchestrator.store.callbacks import callback_key
+
+    agents, callbacks = AgentStore(r), CallbackStore(r)
+    cb = callbacks.request(T, DEP, "c1", 1000, "+78120000000", "+74950000001")
+    jobs: list = []
+    d = dispatcher(r, jobs)
+    assert d.tick() == 1
+    first = jobs[0][1]
+    assert first["attempt"] == 1
+    r.hset(callback_key(T, cb), "until", 1)  # both leases ran out
+    r.hset(agent_key(T, first["employee_id"]), "offer_until", 1)
+    assert d.tick() == 1
+    second = jobs[1][1]
+    assert second["attempt"] == 2 and second["employee_id"] == first["employee_id"]
+    emp = second["employee_id"]
+    job_finished(Job(first), r, {"status": "agent_no_answer", "cause": "NO_ANSWER"})
+    got, state = callbacks.get(T, cb), agents.states(T, [emp])[emp]
+    assert (got.status, got.attempts, state.offer, state.missed) == ("dialing", 2, member(cb), 0)
+    job_finished(Job(second), r, {"status": "bridged", "cause": None})
+    assert callbacks.get(T, cb).status == "done" and agents.states(T, [emp])[emp].offer == ""
+
+
 def test_not_its_turn_and_nobody_free(r):
     agents, callbacks = AgentStore(r), CallbackStore(r)
     agents.join_queue(T, DEP, "earlier-caller", 500)
