@@ -75,11 +75,17 @@ class CallbackSettings:
 class CallbackDispatcher:
     def __init__(self, client: redis.Redis, snapshot: Callable[[int], TenantSnapshot | None], policy: Policy,
                  settings: CallbackSettings, enqueue: Callable[[dict, dict], Any],
-                 leg_exists: Callable[[str], bool | None] = lambda uuid: None, clock: Callable[[], int] | None = None) -> None:
+                 leg_exists: Callable[[str], bool | None] = lambda uuid: None, clock: Callable[[], int] | None = None,
+                 talk_check_ms: int = 2000) -> None:
         self.r = client
         # Does FreeSWITCH still have this channel? (None: cannot tell now; ``LegChecker``)
         self.leg_exists = leg_exists
         self.clock = clock or (lambda: int(time.time() * 1000))
+        # Talking callbacks are looked at once per talk_check_ms at most: passes come on
+        # every members-free notice too, many a second on a busy system, and each look is
+        # a question to FreeSWITCH per talking callback.
+        self.talk_check_ms = talk_check_ms
+        self._talks_checked: dict[int, float] = {}
         self.callbacks = CallbackStore(client)
         self.agents = AgentStore(client, lease_ms=settings.lease_ms)
         self.snapshot = snapshot
@@ -120,6 +126,10 @@ class CallbackDispatcher:
     def _talks(self, tenant_id: int) -> None:
         """Keep the members of bridged callbacks busy while their leg lives; end the
         offer like an answered call's when it is gone."""
+        now = time.monotonic()
+        if (now - self._talks_checked.get(tenant_id, -1e9)) * 1000 < self.talk_check_ms:
+            return
+        self._talks_checked[tenant_id] = now
         for talk in self.callbacks.talks(tenant_id):
             exists = self.leg_exists(talk.agent_uuid)
             if exists is None:

@@ -10,7 +10,7 @@ from orchestrator.callback_dispatcher import CallbackDispatcher, CallbackSetting
 from orchestrator.core.model import Department, Employee, Member, QueueSettings, Strategy, TenantSnapshot
 from orchestrator.core.plan import Policy
 from orchestrator.store.agents import AgentStore, agent_key
-from orchestrator.store.callbacks import CallbackStore, member
+from orchestrator.store.callbacks import CallbackStore, Talk, member
 from workers import CALLBACK_QUEUE
 
 T, DEP = 7, 10
@@ -82,7 +82,7 @@ def test_a_bridged_callback_keeps_its_member_busy_until_their_leg_is_gone(r):
         return legs.get(uuid)
 
     d = CallbackDispatcher(r, lambda t: SNAP if t == T else None, Policy(), SETTINGS, lambda data, meta: jobs.append((data, meta)),
-                           leg_exists, clock=lambda: now["ms"])
+                           leg_exists, clock=lambda: now["ms"], talk_check_ms=0)
     assert d.tick() == 1
     (_, meta), = jobs
     emp = meta["employee_id"]
@@ -112,6 +112,20 @@ def test_a_bridged_callback_keeps_its_member_busy_until_their_leg_is_gone(r):
     assert callbacks.talks(T) == [] and T not in callbacks.tenants()
     # A second dispatcher that saw the same talk does not count it again.
     assert callbacks.end_talk(T, cb) is False
+
+
+def test_talking_callbacks_are_looked_at_once_per_interval_however_many_passes(r):
+    callbacks = CallbackStore(r)
+    asked: list[str] = []
+    d = CallbackDispatcher(r, lambda t: SNAP, Policy(), SETTINGS, lambda data, meta: None,
+                           lambda uuid: asked.append(uuid) or True, talk_check_ms=60_000)
+    callbacks.talking(T, Talk("cb1", "leg-1", 1, DEP, 0, 0))
+    for _ in range(5):  # five members-free notices in a row
+        d.tick()
+    assert asked == ["leg-1"]
+    d.talk_check_ms = 0
+    d.tick()
+    assert asked == ["leg-1", "leg-1"]
 
 
 def test_leg_checker_asks_freeswitch_over_its_event_socket():
