@@ -10,12 +10,12 @@ callbacks it:
    (pending -> dialing, with a lease), takes a member with the same reservation as a
    caller on hold (call id ``cb:<id>``, queued: the head of the queue first), and
    enqueues ``workers.jobs.ring_agent_then_client`` (the member first, then the client);
-3. for each *talking* callback (see below), asks FreeSWITCH whether the agent's leg still exists
-   (``uuid_exists``, mod_commands: ``true`` until the session is destroyed, shortly after
-   its hangup): yes -> the member's offer lease is renewed; no -> the offer ends like an
-   answered call's, now: wrap-up from the end of the conversation, its talk time (bridge
-   to the first look that found the leg gone, so within ``interval_s``) in the member's
-   statistics. Without this, a member talking to a called-back client was free for new
+3. for each *talking* callback (see below; at most every ``talk_check_ms``, 2 s), asks
+   FreeSWITCH whether the agent's leg still exists (``uuid_exists``, mod_commands:
+   ``true`` until the session is destroyed, shortly after its hangup): yes -> the
+   member's offer lease is renewed; no -> the offer ends like an answered call's, now:
+   wrap-up from the end of the conversation, its talk time (bridge to the first look
+   that found the leg gone, so within ~2 s) in the member's statistics. Without this, a member talking to a called-back client was free for new
    offers once the wrap-up after the *bridge* ran out, unless the presence watcher was
    on. FreeSWITCH unreachable: nothing is renewed, so the lease frees the member (as for
    any lost owner), and the talk is settled when FreeSWITCH answers again.
