@@ -71,6 +71,15 @@ def _event_name(body: bytes) -> bytes:
 COMPLETE = b"CHANNEL_EXECUTE_COMPLETE"
 
 
+def _name(command: str) -> str:
+    """A command's first line, for error messages."""
+    return command.split("\n", 1)[0]
+
+
+def _gone(exc: BaseException) -> CallGone:
+    return CallGone("the call's socket went away: %s" % (exc or type(exc).__name__))
+
+
 class _Reply:
     """One ESL message's header block, in place of greenswitch's ``ESLEvent`` (the
     attributes its ``handle_event`` and ``connect`` use: ``headers``, ``data``)."""
@@ -199,18 +208,36 @@ class CallSession(OutboundSession):
 
     # ---------------------------------------------------------------- writing
 
-    def send(self, data: str) -> Any:
+    def _write(self, commands: list[str]) -> list[gevent.event.AsyncResult]:
+        """Write ``commands`` together; a reply slot for each (``handle_event`` fills
+        them in order)."""
         if not self.connected:
             raise CallGone("the call's socket is closed")
-        result = gevent.event.AsyncResult()
-        self._commands_sent.append(result)
+        results = [gevent.event.AsyncResult() for _ in commands]
+        self._commands_sent.extend(results)
         try:
-            self.sock.sendall((data + "\n\n").encode("utf-8"))
-            return result.get(timeout=self.timeout_s)
+            self.sock.sendall("".join(c + "\n\n" for c in commands).encode("utf-8"))
+        except OSError as exc:
+            raise _gone(exc) from None
+        return results
+
+    def _replies(self, pending: list[tuple[str, gevent.event.AsyncResult]]) -> list[Any]:
+        """The replies of ``(command name, slot)`` pairs, in order, waiting ``timeout_s``
+        at most in all; ``EslTimeout`` names the command still unanswered."""
+        waiting = pending[0][0] if pending else ""
+        out = []
+        try:
+            with gevent.Timeout(self.timeout_s):
+                for waiting, result in pending:
+                    out.append(result.get())
         except gevent.Timeout:
-            raise EslTimeout("FreeSWITCH did not answer %r within %.1f s" % (data.split("\n", 1)[0], self.timeout_s)) from None
+            raise EslTimeout("FreeSWITCH did not answer %r within %.1f s" % (waiting, self.timeout_s)) from None
         except (OSError, NotConnectedError, OutboundSessionHasGoneAway) as exc:
-            raise CallGone("the call's socket went away: %s" % (exc or type(exc).__name__)) from None
+            raise _gone(exc) from None
+        return out
+
+    def send(self, data: str) -> Any:
+        return self._replies([(_name(data), self._write([data])[0])])[0]
 
     def send_many(self, commands: list[str]) -> list[Any]:
         """Send ``commands`` at once and wait for their replies, in order.
@@ -218,18 +245,7 @@ class CallSession(OutboundSession):
         mod_event_socket reads one command at a time from the socket (``read_packet``
         stops at the blank line) and answers each before reading the next, so commands
         written together are answered in order: one round trip instead of one each."""
-        if not self.connected:
-            raise CallGone("the call's socket is closed")
-        results = [gevent.event.AsyncResult() for _ in commands]
-        self._commands_sent.extend(results)
-        try:
-            self.sock.sendall("".join(c + "\n\n" for c in commands).encode("utf-8"))
-            with gevent.Timeout(self.timeout_s):
-                return [r.get() for r in results]
-        except gevent.Timeout:
-            raise EslTimeout("FreeSWITCH did not answer %r within %.1f s" % (commands[0], self.timeout_s)) from None
-        except (OSError, NotConnectedError, OutboundSessionHasGoneAway) as exc:
-            raise CallGone("the call's socket went away: %s" % (exc or type(exc).__name__)) from None
+        return self._replies(list(zip([_name(c) for c in commands], self._write(commands))))
 
     def post(self, data: str, what: str = "") -> gevent.event.AsyncResult:
         """Write a command without waiting for its reply (``wait_replies`` collects it).
@@ -241,32 +257,15 @@ class CallSession(OutboundSession):
         waiting for it before the next Redis request or command only added round trips
         on the routing path. Replies still match in order (one command read at a time,
         see ``send_many``)."""
-        if not self.connected:
-            raise CallGone("the call's socket is closed")
-        result = gevent.event.AsyncResult()
-        self._commands_sent.append(result)
-        self._unchecked.append((what or data.split("\n", 1)[0], result))
-        try:
-            self.sock.sendall((data + "\n\n").encode("utf-8"))
-        except OSError as exc:
-            raise CallGone("the call's socket went away: %s" % (exc or type(exc).__name__)) from None
+        result = self._write([data])[0]
+        self._unchecked.append((what or _name(data), result))
         return result
 
     def wait_replies(self) -> None:
         """Wait (``timeout_s`` at most in all) for the replies of the commands ``post``
         wrote; raises ``CallGone`` or ``EslTimeout`` as ``send`` does."""
         unchecked, self._unchecked = self._unchecked, []
-        if not unchecked:
-            return
-        waiting = unchecked[0][0]
-        try:
-            with gevent.Timeout(self.timeout_s):
-                for waiting, result in unchecked:
-                    result.get()
-        except gevent.Timeout:
-            raise EslTimeout("FreeSWITCH did not answer %r within %.1f s" % (waiting, self.timeout_s)) from None
-        except (OSError, NotConnectedError, OutboundSessionHasGoneAway) as exc:
-            raise CallGone("the call's socket went away: %s" % (exc or type(exc).__name__)) from None
+        self._replies(unchecked)
 
     def open(self) -> Any:
         """``connect``, ``myevents`` and ``linger`` in one round trip; the channel's data."""
@@ -281,17 +280,16 @@ class CallSession(OutboundSession):
         """``sendmsg`` execute; the app runs asynchronously (reply ``+OK`` at once).
         ``wait=False``: written now, its reply collected by ``wait_replies``."""
         raw = wire.encode_sendmsg_execute(app, arg, event_uuid=app_id or None).decode("utf-8").rstrip("\n")
-        if wait:
-            self.send(raw)
-        else:
-            self.post(raw, app)
+        self._command(raw, app, wait)
 
     def hangup(self, cause: str = "NORMAL_CLEARING", *, wait: bool = True) -> None:  # type: ignore[override]
-        command = "sendmsg\ncall-command: hangup\nhangup-cause: %s" % cause
+        self._command("sendmsg\ncall-command: hangup\nhangup-cause: %s" % cause, "hangup", wait)
+
+    def _command(self, data: str, what: str, wait: bool) -> None:
         if wait:
-            self.send(command)
+            self.send(data)
         else:
-            self.post(command, "hangup")
+            self.post(data, what)
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Say ``exit`` (needed with infinite linger), then close, never waiting long."""
