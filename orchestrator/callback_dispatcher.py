@@ -15,10 +15,11 @@ callbacks it:
    ``true`` until the session is destroyed, shortly after its hangup): yes -> the
    member's offer lease is renewed; no -> the offer ends like an answered call's, now:
    wrap-up from the end of the conversation, its talk time (bridge to the first look
-   that found the leg gone, so within ~2 s) in the member's statistics. Without this, a member talking to a called-back client was free for new
-   offers once the wrap-up after the *bridge* ran out, unless the presence watcher was
-   on. FreeSWITCH unreachable: nothing is renewed, so the lease frees the member (as for
-   any lost owner), and the talk is settled when FreeSWITCH answers again.
+   that found the leg gone, so within ~2 s) in the member's statistics. Without this, a
+   member talking to a called-back client was free for new offers once the wrap-up
+   after the *bridge* ran out, unless the presence watcher was on. FreeSWITCH
+   unreachable: nothing is renewed, so the lease frees the member (as for any lost
+   owner), and the talk is settled when FreeSWITCH answers again.
 
 The member's offer is taken with a lease long enough for the whole job (both ring times
 plus a margin): nobody else is offered that member meanwhile, and a lost job frees them
@@ -30,7 +31,6 @@ bridged -> the callback is done, but the member is still talking: the offer is k
 the callback is listed as *talking* (``CallbackStore.talking``). A job's end that comes
 after a newer attempt was claimed (its leases ran out first) changes nothing: the job
 carries its attempt number, and the offer and the callback are the newer attempt's.
-
 """
 from __future__ import annotations
 

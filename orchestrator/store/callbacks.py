@@ -15,9 +15,10 @@ Keys of tenant ``T`` (hash tag ``{t:T}``):
     {t:T}:queue:<dept>    ZSET  (store.agents) ``cb:<id>`` -> the caller's place
     {t:T}:queue:<dept>:lease    ``cb:<id>`` -> created + max age
 
-    {t:T}:callbacks:talking HASH id -> JSON {agent_uuid, employee, department, wrapup_ms,
-                                since (ms)}: bridged callbacks whose member is still on the
-                                call (their offer is held until the agent's leg is gone)
+    {t:T}:callbacks:talking HASH id -> JSON of a ``Talk`` (agent_uuid, employee_id,
+                                department_id, wrapup_ms, since_ms): bridged callbacks whose
+                                member is still on the call (their offer is held until the
+                                agent's leg is gone)
 
     pbx:callback-tenants  SET   tenant ids that may have open or talking callbacks (the
                                 dispatcher's directory; outside any tenant's slot, so never
@@ -29,6 +30,7 @@ lease ends, then ``sweep`` puts it back at its place.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid as uuidlib
 from dataclasses import dataclass
@@ -202,19 +204,15 @@ class CallbackStore:
 
     def talking(self, tenant_id: int, talk: Talk) -> None:
         """The callback is bridged: its member stays on it until ``end_talk``."""
-        fields = {"agent_uuid": talk.agent_uuid, "employee": talk.employee_id, "department": talk.department_id,
-                  "wrapup_ms": talk.wrapup_ms, "since": talk.since_ms}
-        self.r.hset(talking_key(tenant_id), talk.callback_id, json.dumps(fields))
+        self.r.hset(talking_key(tenant_id), talk.callback_id, json.dumps(dataclasses.asdict(talk)))
         self.r.sadd(TENANTS_KEY, str(tenant_id))
 
     def talks(self, tenant_id: int) -> list[Talk]:
         out = []
         for cb, raw in self.r.hgetall(talking_key(tenant_id)).items():  # type: ignore[union-attr]
             try:
-                f = json.loads(_s(raw))
-                out.append(Talk(_s(cb), str(f["agent_uuid"]), int(f["employee"]), int(f["department"]),
-                                int(f["wrapup_ms"]), int(f["since"])))
-            except (ValueError, KeyError, TypeError):
+                out.append(Talk(**json.loads(_s(raw))))
+            except (ValueError, TypeError):
                 self.r.hdel(talking_key(tenant_id), cb)  # unreadable: its offer lease frees the member
         return out
 

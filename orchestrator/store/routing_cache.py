@@ -1,9 +1,10 @@
 """Immutable routing snapshots, cached per tenant, reloaded when their version moves.
 
 A call costs one Redis round trip (an MGET of the index's and its tenant's routing
-versions, ``route``) and no SQL while the cached snapshots are current. When Redis is unreachable the cached snapshot is used as it is
-(a call is never refused because Redis restarted); when Redis lost the version keys
-the database's version is written back (``seed``).
+versions, ``route``) and no SQL while the cached snapshots are current. When Redis is
+unreachable the cached snapshot is used as it is (a call is never refused because Redis
+restarted); when Redis lost the version keys the database's version is written back
+(``seed``).
 """
 from __future__ import annotations
 
