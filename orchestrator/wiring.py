@@ -29,10 +29,26 @@ DB_POOL_SIZE = 10
 
 
 def run_in_threadpool(fn: Callable[..., T], *args: Any) -> T:
-    """Run blocking database work off the gevent hub (psycopg2 and sqlite3 block)."""
+    """Run blocking database work off the gevent hub (psycopg2 and sqlite3 block).
+
+    An exception of ``fn`` is raised here, in the caller, and only here: gevent's thread
+    pool also hands an exception raised in its thread to the hub's ``handle_error``,
+    which prints a traceback to stderr, so an expected failure (the database down while
+    the history writer retries) printed one traceback per retry. The exception is
+    caught in the thread and re-raised in the caller instead."""
     import gevent
 
-    return gevent.get_hub().threadpool.apply(fn, args)
+    ok, value = gevent.get_hub().threadpool.apply(_capture, (fn, args))
+    if not ok:
+        raise value
+    return value
+
+
+def _capture(fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[bool, Any]:
+    try:
+        return True, fn(*args)
+    except Exception as exc:  # noqa: BLE001 - handed to the caller as it is
+        return False, exc
 
 
 def spawn_background(fn: Callable[[], None]) -> None:

@@ -18,8 +18,10 @@ from sqlalchemy import delete, select
 from orchestrator.db.engine import make_engine, make_session_factory
 from orchestrator.db.history import CallRecord
 from orchestrator.db.migrate import upgrade
-from orchestrator.db.models import Employee, Tenant
+from orchestrator.db.models import Department, Employee, Tenant
+from orchestrator.db.queries import Miss, MissedOffers
 from orchestrator.history_writer import HistoryWriter
+from orchestrator.wiring import run_in_threadpool
 from simulator import Answer
 from test_e2e_calls import DOMAIN, Orchestrator, e2e_db, e2e_redis, make_sim, records_for  # noqa: F401 - fixtures
 from tests.conftest import _pg_admin_connect
@@ -27,9 +29,7 @@ from tests.conftest import _pg_admin_connect
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
 
 
-def in_threadpool(fn: Callable[..., Any], *args: Any) -> Any:
-    """What the orchestrator passes as run_blocking (wiring.run_in_threadpool)."""
-    return gevent.get_hub().threadpool.apply(fn, args)
+in_threadpool = run_in_threadpool  # what the orchestrator passes as run_blocking
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
@@ -108,21 +108,45 @@ def test_a_row_of_a_deleted_tenant_does_not_break_its_batch(migrated_any, caplog
 
 
 def test_a_row_the_database_refuses_is_dropped_and_the_rest_written(migrated_pg, caplog) -> None:
-    """PostgreSQL refuses a caller longer than its column (64): the batch fails as a
-    whole, then its rows are written one by one and only that one is left out."""
+    """PostgreSQL refuses a missed offer whose ring time overflows its column: the batch
+    fails as a whole, then its items are written one by one and only that one is left out."""
     factory = migrated_pg
-    tenant, _ = new_tenant(factory, "Long")
+    tenant, emp = new_tenant(factory, "Long")
+    with factory() as s:
+        dept = Department(tenant_id=tenant, name="D", extension="200")
+        s.add(dept)
+        s.commit()
+        dept_id = dept.id
     writer = HistoryWriter(factory, in_threadpool)
     writer.add(row(tenant, "ok-1"))
-    writer.add(row(tenant, "too-long", caller="9" * 80))
+    writer.add(MissedOffers(tenant, dept_id, "too-long", T0, (Miss(emp, "no_answer", 2 ** 40),)))
     writer.add(row(tenant, "ok-2"))
     with caplog.at_level(logging.WARNING, logger="orchestrator.history_writer"):
         assert writer.flush(timeout=10)
     assert sorted(stored(factory)) == ["ok-1", "ok-2"]
     assert writer.stats["refused"] == 1 and writer.stats["written"] == 2
     assert "writing them one by one" in caplog.text
-    assert "NOT STORED (refused by the database: StringDataRightTruncation" in caplog.text
+    assert "NOT STORED (refused by the database: NumericValueOutOfRange" in caplog.text
     assert "call_uuid=too-long" in caplog.text
+    writer.close(timeout=5)
+
+
+def test_a_caller_id_of_any_length_or_bytes_keeps_the_call_in_the_history(migrated_any) -> None:
+    """A caller ID is whatever the caller's SIP From said: 80 characters (the column holds
+    64) and a NUL character (psycopg2 refuses it with a ValueError, which the writer took
+    for a database outage and retried for ever) are stored, cut to the column."""
+    factory = migrated_any
+    tenant, _ = new_tenant(factory, "Hostile")
+    writer = HistoryWriter(factory, in_threadpool)
+    writer.add(row(tenant, "long-caller", caller="9" * 80))
+    writer.add(row(tenant, "nul-caller", caller="+7916\x00123"))
+    writer.add(row(tenant, "ok"))
+    assert writer.flush(timeout=10)
+    rows = stored(factory)
+    assert sorted(rows) == ["long-caller", "nul-caller", "ok"]
+    assert rows["long-caller"].caller == "9" * 64
+    assert rows["nul-caller"].caller == "+7916123"
+    assert writer.stats == {"written": 3, "batches": 1, "refused": 0, "not_kept": 0, "failures": 0}
     writer.close(timeout=5)
 
 
@@ -213,7 +237,9 @@ def switchable_pg(fresh_pg_url: str) -> Iterator[tuple[Any, Callable[[bool], Non
         engine.dispose()
 
 
-def test_rows_are_kept_while_the_database_is_down_and_written_when_it_is_back(switchable_pg, caplog) -> None:
+def test_rows_are_kept_while_the_database_is_down_and_written_when_it_is_back(switchable_pg, caplog, capfd) -> None:
+    """... with one log line for the outage and one for the recovery: no traceback per
+    retry (gevent's thread pool printed one for every exception raised in its threads)."""
     factory, available = switchable_pg
     tenant, emp = new_tenant(factory, "Outage")
     writer = HistoryWriter(factory, in_threadpool, retry_base_s=0.02, retry_cap_s=0.2)
@@ -233,6 +259,7 @@ def test_rows_are_kept_while_the_database_is_down_and_written_when_it_is_back(sw
     assert writer.stats["written"] == 31 and writer.stats["not_kept"] == 0
     assert "call history written again after" in caplog.text
     writer.close(timeout=5)
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_past_the_bound_rows_are_logged_in_full_not_kept(switchable_pg, caplog) -> None:

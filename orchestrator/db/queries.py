@@ -68,11 +68,11 @@ def record_call(
         owner = session.scalar(select(Employee.tenant_id).where(Employee.id == answered_by_employee_id))
         if owner != tenant_id:
             raise ValueError("employee %d is not of tenant %d" % (answered_by_employee_id, tenant_id))
-    record = CallRecord(
+    record = CallRecord(**fit_to_columns(CALL_RECORD_TABLE, dict(
         tenant_id=tenant_id, call_uuid=call_uuid, direction=direction, caller=caller, destination=destination,
         started_at=started_at, answered_at=answered_at, ended_at=ended_at,
         answered_by_employee_id=answered_by_employee_id, hangup_cause=hangup_cause, route=route,
-    )
+    )))
     session.add(record)
     session.flush()
     return record.id
@@ -91,7 +91,8 @@ def insert_call_record(session: Session, tenant_id: int, *, answered_by_employee
         employee = (select(Employee.id)
                     .where(Employee.id == answered_by_employee_id, Employee.tenant_id == tenant_id)
                     .scalar_subquery())
-    session.execute(insert(CallRecord).values(tenant_id=tenant_id, answered_by_employee_id=employee, **values))
+    session.execute(insert(CallRecord).values(tenant_id=tenant_id, answered_by_employee_id=employee,
+                                              **fit_to_columns(CALL_RECORD_TABLE, dict(values))))
 
 
 # The columns of a call_record row as the history writer queues it (``CallRow``).
@@ -105,6 +106,36 @@ CALL_RECORD_TABLE: Table = CallRecord.__table__  # type: ignore[assignment]
 MISSED_OFFER_TABLE: Table = MissedOffer.__table__  # type: ignore[assignment]
 TENANT_GONE = "tenant gone"
 ALREADY_STORED = "already stored"
+
+
+def _text_limits(table: Table) -> dict[str, int]:
+    return {c.name: c.type.length for c in table.columns
+            if isinstance(getattr(c.type, "length", None), int)}
+
+
+_LIMITS: dict[str, dict[str, int]] = {}
+
+
+def fit_to_columns(table: Table, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with every text cut to its column's length (in place; returned).
+
+    What FreeSWITCH reports about a call (a caller ID is whatever the caller's SIP
+    ``From`` said: any length) must never keep the call out of the history: PostgreSQL
+    refuses a value longer than its column (StringDataRightTruncation), which used to
+    drop the row. A caller ID is kept to its first 64 characters instead. NUL characters
+    (an event header's ``%00``) are removed: psycopg2 refuses a string holding one with a
+    ValueError, which is no database error, so the writer would retry that batch for ever."""
+    limits = _LIMITS.get(table.name)
+    if limits is None:
+        limits = _LIMITS[table.name] = _text_limits(table)
+    for name, value in values.items():
+        if isinstance(value, str):
+            if "\x00" in value:
+                value = values[name] = value.replace("\x00", "")
+            length = limits.get(name)
+            if length is not None and len(value) > length:
+                values[name] = value[:length]
+    return values
 
 
 def insert_call_records(session: Session, rows: Sequence[CallRow]) -> list[tuple[CallRow, str]]:
@@ -140,7 +171,7 @@ def insert_call_records(session: Session, rows: Sequence[CallRow]) -> list[tuple
             left_out.append((row, ALREADY_STORED))
             continue
         stored.add(row["call_uuid"])
-        values = {name: row[name] for name in CALL_ROW_COLUMNS}
+        values = fit_to_columns(CALL_RECORD_TABLE, {name: row[name] for name in CALL_ROW_COLUMNS})
         employee = values["answered_by_employee_id"]
         if employee is not None and owners.get(employee) != values["tenant_id"]:
             values["answered_by_employee_id"] = None
@@ -164,10 +195,10 @@ def record_voicemail(
 ) -> int:
     """Insert one voicemail_message row (flushed, not committed); returns its id.
     The composite foreign key refuses a box of another tenant."""
-    message = VoicemailMessage(
+    message = VoicemailMessage(**fit_to_columns(VoicemailMessage.__table__, dict(  # type: ignore[arg-type]
         tenant_id=tenant_id, box_id=box_id, caller=caller, call_uuid=call_uuid,
         recording_path=recording_path, duration_ms=duration_ms,
-    )
+    )))
     session.add(message)
     session.flush()
     return message.id
@@ -278,9 +309,10 @@ def insert_missed_offers(session: Session, groups: Sequence[MissedOffers]) -> No
     owners: dict[int, int] = dict(session.execute(  # type: ignore[arg-type]
         select(Employee.id, Employee.tenant_id).where(Employee.id.in_(ids))).all()) if ids else {}
     rows = [
-        {"tenant_id": g.tenant_id, "employee_id": m.employee_id, "department_id": g.department_id,
-         "call_uuid": g.call_uuid, "offered_at": g.offered_at, "rang_ms": m.rang_ms, "result": m.result,
-         "paused": m.paused}
+        fit_to_columns(MISSED_OFFER_TABLE, {
+            "tenant_id": g.tenant_id, "employee_id": m.employee_id, "department_id": g.department_id,
+            "call_uuid": g.call_uuid, "offered_at": g.offered_at, "rang_ms": m.rang_ms, "result": m.result,
+            "paused": m.paused})
         for g in groups for m in g.misses if owners.get(m.employee_id) == g.tenant_id
     ]
     if rows:
@@ -321,11 +353,11 @@ def record_fax(session: Session, tenant_id: int, box_id: int, caller: str, call_
                remote_station: str = "") -> int:
     """Insert one fax_message row (flushed, not committed); returns its id. The
     composite foreign key refuses a box of another tenant."""
-    fax = FaxMessage(
+    fax = FaxMessage(**fit_to_columns(FaxMessage.__table__, dict(  # type: ignore[arg-type]
         tenant_id=tenant_id, box_id=box_id, caller=caller, call_uuid=call_uuid, document_path=document_path,
-        pages=pages, success=success, result_code=result_code, result_text=result_text[:255],
-        remote_station=remote_station[:64],
-    )
+        pages=pages, success=success, result_code=result_code, result_text=result_text,
+        remote_station=remote_station,
+    )))
     session.add(fax)
     session.flush()
     return fax.id
