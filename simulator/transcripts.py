@@ -1,6 +1,6 @@
 """Reader for the ESL transcripts recorded from a real FreeSWITCH 1.10.12.
 
-Format (see shared/freeswitch/README.md): ``==== #<n> <DIR> t=<sec> len=<N> ====``, then
+Format (see tests/data/freeswitch-transcripts/README.md): ``==== #<n> <DIR> t=<sec> len=<N> ====``, then
 exactly N raw bytes, then ``\\n==== end #<n> ====``. ``---- NOTE ... ----`` lines are the
 recorder's annotations.
 """
@@ -23,12 +23,14 @@ class Record:
 
 
 def transcripts_dir() -> Path:
-    """Where the recorded transcripts live: $PBX_TRANSCRIPTS or ../shared beside the repo."""
+    """Where the recorded transcripts live: $PBX_TRANSCRIPTS, else the copy kept in the
+    repository (``tests/data/freeswitch-transcripts``, so that the suite runs in a bare
+    clone; README.md there says how they were recorded)."""
     env = os.environ.get("PBX_TRANSCRIPTS")
     if env:
         return Path(env)
     here = Path(__file__).resolve().parent.parent
-    return here.parent / "shared" / "freeswitch" / "transcripts"
+    return here / "tests" / "data" / "freeswitch-transcripts"
 
 
 def load(name: str) -> list[Record]:

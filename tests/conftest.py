@@ -108,8 +108,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     where = transcripts_dir()
     if not (where / "primitives").is_dir():
         pytest.exit(
-            "FreeSWITCH transcripts not found at %s: keep the repository next to shared/ "
-            "(as CI does) or set PBX_TRANSCRIPTS to shared/freeswitch/transcripts." % where,
+            "FreeSWITCH transcripts not found at %s: they are part of the repository "
+            "(tests/data/freeswitch-transcripts); restore them or set PBX_TRANSCRIPTS." % where,
             returncode=3,
         )
 

@@ -1,6 +1,6 @@
 """A fake FreeSWITCH inbound event socket that replays recorded transcripts.
 
-The transcripts in ``shared/freeswitch/transcripts`` hold the exact bytes a real
+The transcripts in ``tests/data/freeswitch-transcripts`` hold the exact bytes a real
 FreeSWITCH 1.10.12 sent to a plain-socket recorder (``FS->CLIENT``) and what the
 recorder sent (``CLIENT->FS``). A :class:`Script` turns them into steps: the command
 the client must send, then the FreeSWITCH bytes that followed it, in order. The
