@@ -164,7 +164,9 @@ def test_inspect_lists_live_calls(raw):
     store.admit(3, "call-1", now, 0, {"caller": "+78121234567", "destination": "+74950000001", "entry": "public", "started_ms": str(now - 65_000)})
     out = io.StringIO()
     assert inspect_cli.main(["calls", "--json"], out=out, client=raw) == 0
-    (row,) = json.loads(out.getvalue())
+    doc = json.loads(out.getvalue())
+    assert doc["tenant"] is None
+    (row,) = doc["items"]
     assert row["uuid"] == "call-1" and row["tenant"] == 3 and row["age"] == "1:05"
     out = io.StringIO()
     inspect_cli.main(["keys", "--tenant", "3"], out=out, client=raw)
@@ -184,7 +186,7 @@ def test_inspect_members_and_queues(raw):
     agents.join_queue(3, 10, "call-c", inspect_cli._redis_ms(raw) - 5000)
     out = io.StringIO()
     assert inspect_cli.main(["members", "--tenant", "3", "--json"], out=out, client=raw) == 0
-    rows = {r["employee"]: r for r in json.loads(out.getvalue())}
+    rows = {r["employee"]: r for r in json.loads(out.getvalue())["items"]}
     assert rows[41]["offer"] == "call-a" and rows[42]["offer"] == ""
     assert 55_000 < rows[42]["wrapup_left_ms"] <= 60_000 and rows[42]["calls_today"] == 1 and rows[42]["talk_s_today"] == 30
     out = io.StringIO()
