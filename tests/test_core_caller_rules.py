@@ -286,10 +286,10 @@ def test_fax_target_answers_receives_and_stores_the_document():
     d = callflow.start(call("+78121234567", FAX_LINE), c)
     rx = blocking(d.actions)
     assert Execute("answer") in d.actions
-    assert rx.app == "rxfax" and rx.arg == "/rec/7/fax/c1.tif"
+    assert rx.app == "rxfax" and rx.arg == "/rec/fax-7-c1.tif"
     assert d.state.route == ("number +74950000009 (24/7)", "fax to Office box")
     d = callflow.handle(d.state, fax_done(rx.app_id), c)
-    assert d.actions == (StoreFax(5, "/rec/7/fax/c1.tif", 2, "+78121234567", True, 0, "OK", "+7 812 555"), Hangup("NORMAL_CLEARING"))
+    assert d.actions == (StoreFax(5, "/rec/fax-7-c1.tif", 2, "+78121234567", True, 0, "OK", "+7 812 555"), Hangup("NORMAL_CLEARING"))
 
 
 def test_fax_sender_hangs_up_first_the_result_still_counts():

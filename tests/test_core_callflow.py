@@ -123,12 +123,12 @@ def test_employee_no_answer_goes_to_voicemail_and_stores_the_message():
     assert Execute("answer") in d.actions
     d = callflow.handle(d.state, AppCompleted(greeting.app_id, "playback", "FILE PLAYED"), c)
     record = blocking(d.actions)
-    assert record.app == "record" and record.arg == "/rec/7/5/c1.wav 90 200 3"
+    assert record.app == "record" and record.arg == "/rec/vm-7-5-c1.wav 90 200 3"
     # The caller hangs up while recording: HANGUP comes before the record's completion (P04).
     d = callflow.handle(d.state, HungUp("NORMAL_CLEARING"), c)
     assert d.actions == ()
     d = callflow.handle(d.state, AppCompleted(record.app_id, "record", "_none_", {"record_ms": "1800"}), c)
-    assert StoreVoicemail(5, "/rec/7/5/c1.wav", 1800, "+78120000000") in d.actions
+    assert StoreVoicemail(5, "/rec/vm-7-5-c1.wav", 1800, "+78120000000") in d.actions
     assert isinstance(d.actions[-1], Finished)
 
 

@@ -53,11 +53,17 @@ def bridge_of(d: callflow.Decision) -> Execute:
 
 
 def legs(dial: str) -> list[tuple[str, int, int]]:
-    """(extension, leg_delay_start, leg_timeout) of each leg of a dial string."""
+    """(extension, leg_delay_start, seconds it rings at least) of each leg of a dial string.
+
+    The ring time is leg_timeout, except for a LONE user/ leg, whose leg_timeout is one
+    more: FreeSWITCH ends such a leg a whole-second tick earlier (core/dialstrings.py,
+    test_lone_user_leg_gets_one_second_more)."""
+    found = list(re.finditer(r"\[([^\]]*)\]user/(\d+)@", dial))
+    lone = len(found) == 1 and dial.count("[") == 1
     out = []
-    for m in re.finditer(r"\[([^\]]*)\]user/(\d+)@", dial):
+    for m in found:
         opts = dict(kv.split("=", 1) for kv in m.group(1).split(","))
-        out.append((m.group(2), int(opts.get("leg_delay_start", 0)), int(opts["leg_timeout"])))
+        out.append((m.group(2), int(opts.get("leg_delay_start", 0)), int(opts["leg_timeout"]) - (1 if lone else 0)))
     return out
 
 
@@ -272,10 +278,16 @@ def test_nobody_free_waits_on_hold_then_the_first_free_member_is_rung():
     assert [a for a in d.actions if isinstance(a, BreakHold)] == []  # still nobody
     m.busy.discard(2)
     d = step(m, d.state, Wake(freed=True), at(c, T0 + 5000, m))
-    assert BreakHold() in d.actions and m.offers == {2: "c1"}
-    d = step(m, d.state, AppCompleted(hold.app_id, "playback", "FILE PLAYED"), at(c, T0 + 5020, m))
+    assert m.offers == {2: "c1"}
+    # The bridge goes right behind the uuid_break, in the same decision (P07c): not a
+    # round trip later, at the playback's EXECUTE_COMPLETE.
+    kinds = [type(a).__name__ if not isinstance(a, Execute) else a.app for a in d.actions]
+    assert kinds[kinds.index("BreakHold"):] == ["BreakHold", "set", "bridge"]
     assert legs(bridge_of(d).arg) == [("102", 0, 10)]
     assert "queue: a member is free after 5 s" in d.state.route
+    # The playback's completion that follows is stale: nothing more is sent.
+    assert hold.app_id != bridge_of(d).app_id
+    assert step(m, d.state, AppCompleted(hold.app_id, "playback", "FILE PLAYED"), at(c, T0 + 5020, m)).actions == ()
 
 
 def test_callers_keep_their_place_in_the_queue():
@@ -316,8 +328,8 @@ def test_member_not_answering_puts_the_caller_back_in_the_same_place():
     m.busy.discard(1)
     c = ctx(s, T0 + 3000)
     d = step(m, d.state, Wake(freed=True), c)
-    d = step(m, d.state, AppCompleted(hold.app_id, "playback", "FILE PLAYED"), c)
     b = bridge_of(d)
+    d = step(m, d.state, AppCompleted(hold.app_id, "playback", "FILE PLAYED"), c)
     d = step(m, d.state, no_answer(b.app_id, "x;NO_ANSWER"), at(c, T0 + 13_000, m))
     assert bridge_of(d).arg == "local_stream://moh" and m.queue == {"c1": T0}
     assert "back in the queue" in d.state.route
@@ -398,7 +410,7 @@ def test_callback_key_ignored_once_a_member_is_taken_or_outside_the_hold():
     d, hold = waiting_call(m, s, "c1", T0)
     m.busy.discard(1)
     d = step(m, d.state, Wake(freed=True), ctx(s, T0 + 1000))
-    assert d.state.offer.pending is not None
+    assert bridge_of(d) is not None and not d.state.offer.waiting
     assert step(m, d.state, Dtmf("1"), ctx(s, T0 + 1100)).actions == ()  # the member is being rung
     d = step(m, d.state, AppCompleted(hold.app_id, "playback", "FILE PLAYED"), ctx(s, T0 + 1200))
     assert step(m, d.state, Dtmf("1"), ctx(s, T0 + 1300)).actions == ()  # ringing, not on hold
@@ -504,7 +516,8 @@ def test_place_first_then_music_then_announcement_and_place_every_interval():
 @pytest.mark.parametrize("announcement, position, first, periodic", [
     ("sounds/busy.wav", False, "local_stream://moh", "sounds/busy.wav"),  # music at once; one file needs no list
     (None, True, "file_string://" + position_sound("1"), "file_string://" + position_sound("1")),
-    ("file_string://a.wav!b.wav", False, "local_stream://moh", "file_string://a.wav!b.wav"),
+    # the tenant's own file: an absolute path under its sounds directory (core.sounds)
+    ("tenant:promo.wav", False, "local_stream://moh", "/rec/7/sounds/promo.wav"),
 ])
 def test_announcement_alone_or_place_alone(announcement, position, first, periodic):
     from orchestrator.core.actions import BreakHold, LookupPosition, Wake
@@ -550,8 +563,8 @@ def test_member_freed_during_the_announcement_is_rung_at_once():
     m.busy.discard(2)
     d = step(m, d.state, Wake(freed=True), at(c, T0 + 34_000, m))
     assert BreakHold() in d.actions and m.offers == {2: "c1"}  # a second break: ends the announcement
-    d = step(m, d.state, AppCompleted(said.app_id, "playback", "FILE PLAYED"), at(c, T0 + 34_020, m))
-    assert legs(bridge_of(d).arg) == [("102", 0, 10)]  # the ring wins over the music
+    assert legs(bridge_of(d).arg) == [("102", 0, 10)]  # right behind it; the ring wins over the music
+    assert step(m, d.state, AppCompleted(said.app_id, "playback", "FILE PLAYED"), at(c, T0 + 34_020, m)).actions == ()
     assert "queue: a member is free after 34 s" in d.state.route
 
 
@@ -582,8 +595,8 @@ def test_member_freed_while_the_place_is_said_first_is_rung_at_once():
     m.busy.discard(1)
     d = step(m, d.state, Wake(freed=True), at(c, T0 + 1000, m))
     assert BreakHold() in d.actions
-    d = step(m, d.state, AppCompleted(said.app_id, "playback", "FILE PLAYED"), at(c, T0 + 1020, m))
     assert legs(bridge_of(d).arg) == [("101", 0, 10)]
+    assert step(m, d.state, AppCompleted(said.app_id, "playback", "FILE PLAYED"), at(c, T0 + 1020, m)).actions == ()
 
 
 @pytest.mark.parametrize("when", ["announcement", "breaking", "first place"])
@@ -665,8 +678,22 @@ def test_back_in_the_queue_hears_the_music_and_the_interval_starts_again():
     m.busy.discard(1)
     c = ctx(s)
     d = step(m, d.state, Wake(freed=True), at(c, T0 + 10_000, m))
-    d = step(m, d.state, AppCompleted(music.app_id, "playback", "FILE PLAYED"), at(c, T0 + 10_020, m))
     b = bridge_of(d)
     d = step(m, d.state, no_answer(b.app_id, "x;NO_ANSWER"), at(c, T0 + 20_020, m))
     assert played(d).arg == "local_stream://moh" and "back in the queue" in d.state.route  # no place said again
     assert announce_due_ms(d.state) == T0 + 50_020
+
+
+def test_lone_user_leg_gets_one_second_more():
+    """FreeSWITCH 1.10.12 ends a lone user/ leg when whole seconds elapsed >= leg_timeout
+    (user_outgoing_channel's blocking originate): ring_seconds 3 rang 2.1-2.7 s. One
+    second more makes it ring 3..4 s; legs rung together keep their value (elapsed >
+    leg_timeout already rings N..N+1 s)."""
+    from orchestrator.core.dialstrings import Leg, ring_all
+
+    lone = ring_all([Leg("user/101@d", 3)], 5)
+    assert lone == "{ignore_early_media=true,call_timeout=5}[leg_timeout=4]user/101@d"
+    both = ring_all([Leg("user/101@d", 3), Leg("user/102@d", 3)], 5)
+    assert both.count("leg_timeout=3") == 2
+    outside = ring_all([Leg("sofia/gateway/pstn/+7916", 3)], 5)
+    assert "leg_timeout=3]" in outside

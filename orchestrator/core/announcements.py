@@ -20,7 +20,9 @@ FreeSWITCH 1.10 behaviour relied on:
 """
 from __future__ import annotations
 
+from orchestrator.core.actions import Log
 from orchestrator.core.model import QueueSettings
+from orchestrator.core.sounds import optional
 
 YOU_ARE_NUMBER = "ivr/ivr-you_are_number.wav"
 IN_LINE = "ivr/ivr-in_line.wav"
@@ -63,22 +65,20 @@ def position_sounds(position: int) -> list[str]:
     return [YOU_ARE_NUMBER] + number_sounds(position) + [IN_LINE] if position > 0 else []
 
 
-def sounds(queue: QueueSettings, position: int, *, periodic: bool = True) -> str:
+def sounds(queue: QueueSettings, position: int, *, periodic: bool = True, tenant_id: int = 0,
+           recordings_dir: str = "") -> tuple[str, tuple[Log, ...]]:
     """The announcement to play now, as one ``playback`` argument ("" when there is
     nothing to say): the department's announcement (periodic ones only), then the
-    caller's place when the department announces it and it is known."""
+    caller's place when the department announces it and it is known. An announcement
+    that is not a sound of the grammar (an old row: ``core.sounds``) is left out, with
+    an error log; the list is built only from checked sounds, so no part holds a ``!``."""
     files: list[str] = []
+    logs: tuple[Log, ...] = ()
     if periodic and queue.announcement:
-        files += _files(queue.announcement)
+        own, logs = optional(queue.announcement, "queue.announcement", tenant_id, recordings_dir)
+        files += [own] if own else []
     if queue.announce_position:
         files += position_sounds(position)
     if len(files) == 1:
-        return files[0]
-    return "file_string://" + "!".join(files) if files else ""
-
-
-def _files(sound: str) -> list[str]:
-    """A tenant's sound, itself possibly a ``file_string://`` list, as a list of files."""
-    if sound.startswith("file_string://"):
-        return [f for f in sound[len("file_string://"):].split("!") if f]
-    return [sound]
+        return files[0], logs
+    return ("file_string://" + "!".join(files) if files else ""), logs

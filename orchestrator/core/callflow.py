@@ -16,6 +16,14 @@ FreeSWITCH behaviour this relies on (transcripts in shared/freeswitch):
   EXECUTE_COMPLETE, which carries ``record_ms`` (P04): wait for it before finishing.
   ``rxfax`` is waited for the same way: a fax machine hangs up when it has sent the
   document, and the outcome is only in the variables of rxfax's EXECUTE_COMPLETE.
+* ``record`` and ``rxfax`` create NO folder (switch_ivr_record_file_event opens the file
+  with switch_core_file_open only; only record_session makes folders, with
+  switch_dir_make_recursive). Seen on FreeSWITCH 1.10.12: ``record`` into a missing
+  folder logs "mod_sndfile.c:281 Error Opening File", hangs up DESTINATION_OUT_OF_ORDER
+  in the same millisecond (CHANNEL_HANGUP, then an EXECUTE_COMPLETE without
+  ``record_ms``); ``rxfax`` negotiates, then returns ``fax_result_code`` 41 "TIFF/F file
+  cannot be opened" with the channel up. Hence flat file names in PBX_RECORDINGS_DIR,
+  a folder the FreeSWITCH install creates (freeswitch-conf/README.md).
 * ``rxfax`` (mod_spandsp, signalwire/freeswitch src/mod/applications/mod_spandsp/
   mod_spandsp_fax.c, ``phase_e_handler`` and ``mod_spandsp_fax_process_fax``): answers
   the channel if needed, receives until the T.30 session ends (phase E) or the channel
@@ -53,7 +61,7 @@ from orchestrator.core.actions import (
     Unbridged,
     Wake,
 )
-from orchestrator.core import departments, offering
+from orchestrator.core import departments, offering, sounds
 from orchestrator.core.callstate import DONE, ENDING, RUNNING, TALKING, CallState, Context, Decision, blocking
 from orchestrator.core.model import CallerMatch, TargetKind
 from orchestrator.core.plan import (Announce, Fax, Hold, MenuStep, Offer, Policy, Ring, Step, Voicemail, agent_first,
@@ -175,7 +183,7 @@ def handle(state: CallState, event: CoreEvent, ctx: Context) -> Decision:
         return _caller_known(state, event, ctx)
     if isinstance(event, HungUp):
         if state.awaiting and state.awaiting_app in ("record", "rxfax"):
-            return Decision(replace(state, phase=ENDING), ())
+            return Decision(replace(state, phase=ENDING, hangup_cause=event.cause), ())
         return _finish(state, event.cause, ctx.now_ms)
     if isinstance(event, Bridged):
         owners = state.current.owners if isinstance(state.current, Ring) else {}
@@ -231,8 +239,11 @@ def _finish(state: CallState, cause: str, now_ms: int) -> Decision:
 def _completed(state: CallState, event: AppCompleted, ctx: Context) -> Decision:
     step = state.current
     if state.phase == ENDING:
+        # The history keeps the cause FreeSWITCH gave (DESTINATION_OUT_OF_ORDER when
+        # record could not open its file), not a cause of our own.
         actions = _voicemail_saved(state, event) + _fax_received(state, event)
-        return Decision(replace(state, phase=DONE), tuple(actions) + _finish(state, "NORMAL_CLEARING", ctx.now_ms).actions)
+        cause = state.hangup_cause or "NORMAL_CLEARING"
+        return Decision(replace(state, phase=DONE), tuple(actions) + _finish(state, cause, ctx.now_ms).actions)
     if isinstance(step, Ring):
         disposition = event.variables.get("originate_disposition", "")
         if disposition == "SUCCESS" or state.phase == TALKING:
@@ -272,15 +283,21 @@ def _run_steps(state: CallState, steps: list[Step], ctx: Context, prefix: list[A
     if isinstance(step, Ring):
         actions.append(Execute("set", "pbx_fallback_dial=%s" % step.dial))
         return blocking(state, actions, "bridge", step.dial, ctx)
+    # Sounds reach FreeSWITCH only through sounds.playable: checked against the grammar
+    # (no $, blank, quote, backslash or "!"), else the default plays, logged (core.sounds).
+    where = (ctx.snapshot.tenant_id if ctx.snapshot else 0, ctx.policy.recordings_dir)
     if isinstance(step, Voicemail):
-        greeting = step.greeting or ctx.policy.sound_voicemail_greeting
-        actions.append(Execute("answer"))
-        return blocking(state, actions, "playback", "file_string://%s!%s" % (greeting, ctx.policy.sound_voicemail_beep), ctx)
+        greeting, refused = sounds.playable(step.greeting, ctx.policy.sound_voicemail_greeting, "voicemail greeting", *where)
+        beep, _ = sounds.playable(ctx.policy.sound_voicemail_beep, "silence_stream://250", "voicemail beep", *where)
+        actions += list(refused) + [Execute("answer")]
+        return blocking(state, actions, "playback", "file_string://%s!%s" % (greeting, beep), ctx)
     if isinstance(step, Announce):
+        sound, refused = sounds.playable(step.sound, ctx.policy.sound_unavailable, "announcement", *where)
+        actions += list(refused)
         if step.answer:
             actions.append(Execute("answer"))
         # playback on an unanswered channel pre-answers it (183, early media; P08c).
-        return blocking(state, actions, "playback", step.sound, ctx)
+        return blocking(state, actions, "playback", sound, ctx)
     if isinstance(step, MenuStep):
         return _menu_prompt(state, step, ctx, actions)
     if isinstance(step, Fax):
@@ -293,7 +310,9 @@ def _run_steps(state: CallState, steps: list[Step], ctx: Context, prefix: list[A
 def _record(state: CallState, step: Voicemail, ctx: Context) -> Decision:
     box = "general" if step.box_id is None else str(step.box_id)
     tenant = ctx.snapshot.tenant_id if ctx.snapshot else 0
-    path = "%s/%s/%s/%s.wav" % (ctx.policy.recordings_dir, tenant, box, state.call.uuid)
+    # A flat name in PBX_RECORDINGS_DIR, which the FreeSWITCH install creates: record
+    # creates NO folder (module doc), and FreeSWITCH may run on another host.
+    path = "%s/vm-%s-%s-%s.wav" % (ctx.policy.recordings_dir, tenant, box, state.call.uuid)
     # record <path> <max seconds> <silence threshold> <silence hits>: stops after 3 s
     # of silence, or at the limit, or when the caller hangs up.
     state = replace(state, recording=path)
@@ -304,6 +323,12 @@ def _voicemail_saved(state: CallState, event: AppCompleted) -> list[Action]:
     step = state.current
     if event.app != "record" or not isinstance(step, Voicemail) or not state.recording:
         return []
+    if "record_ms" not in event.variables:
+        # record sets record_ms once the file was open; without it FreeSWITCH could not
+        # open the file (and hung the call up with DESTINATION_OUT_OF_ORDER).
+        return [Log("voicemail NOT recorded: FreeSWITCH could not open the file; check that the folder exists on "
+                    "the FreeSWITCH host and that FreeSWITCH may write there (PBX_RECORDINGS_DIR)", "error",
+                    {"box": str(step.box_id), "path": state.recording, "cause": state.hangup_cause or "?"})]
     try:
         duration = int(event.variables.get("record_ms", "0") or 0)
     except ValueError:
@@ -317,10 +342,15 @@ def _voicemail_saved(state: CallState, event: AppCompleted) -> list[Action]:
 
 # ------------------------------------------------------------------ fax
 
+# spandsp's T30_ERR_FILEERROR, "TIFF/F file cannot be opened": what rxfax reports when
+# the TIFF's folder does not exist (FreeSWITCH 1.10.12, after the negotiation; the
+# channel stays up).
+FAX_FILE_ERROR = "41"
+
 
 def _receive_fax(state: CallState, step: Fax, ctx: Context, actions: list[Action]) -> Decision:
     tenant = ctx.snapshot.tenant_id if ctx.snapshot else 0
-    path = "%s/%s/fax/%s.tif" % (ctx.policy.recordings_dir, tenant, state.call.uuid)
+    path = "%s/fax-%s-%s.tif" % (ctx.policy.recordings_dir, tenant, state.call.uuid)  # flat, like voicemail
     actions.append(Execute("answer"))  # rxfax answers by itself too; explicit like voicemail
     return blocking(replace(state, recording=path), actions, "rxfax", path, ctx)
 
@@ -342,6 +372,10 @@ def _fax_received(state: CallState, event: AppCompleted) -> list[Action]:
     pages = _int_var(v, "fax_document_transferred_pages")
     success = v.get("fax_success") == "1"
     result = "%s %s" % (v.get("fax_result_code", "?"), v.get("fax_result_text", ""))
+    if v.get("fax_result_code") == FAX_FILE_ERROR:
+        return [Log("fax NOT stored: FreeSWITCH could not open the file; check that the folder exists on the "
+                    "FreeSWITCH host and that FreeSWITCH may write there (PBX_RECORDINGS_DIR)", "error",
+                    {"box": str(step.box_id), "path": state.recording, "result": result.strip()})]
     if pages <= 0:
         return [Log("fax not received", "warning", {"box": str(step.box_id), "result": result.strip()})]
     if step.box_id is None:
@@ -356,9 +390,15 @@ def _fax_received(state: CallState, event: AppCompleted) -> list[Action]:
 def _menu_prompt(state: CallState, step: MenuStep, ctx: Context, actions: list[Action]) -> Decision:
     menu = ctx.snapshot.menus[step.menu_id] if ctx.snapshot else None
     assert menu is not None
-    greeting = menu.greeting or ctx.policy.sound_unavailable
+    # The greeting is ONE blank-free field of play_and_get_digits' argument (split on
+    # blanks, see core.sounds): only sounds of the grammar get there, else the default.
+    where = (ctx.snapshot.tenant_id if ctx.snapshot else 0, ctx.policy.recordings_dir)
+    greeting, refused = sounds.playable(menu.greeting, ctx.policy.sound_unavailable, "menu greeting", *where)
+    actions += list(refused)
     if step.invalid_count:
-        greeting = "file_string://%s!%s" % (menu.invalid_sound or ctx.policy.sound_menu_invalid, greeting)
+        invalid, refused = sounds.playable(menu.invalid_sound, ctx.policy.sound_menu_invalid, "menu invalid_sound", *where)
+        actions += list(refused)
+        greeting = "file_string://%s!%s" % (invalid, greeting)
     max_digits = 6 if menu.direct_dial else max([len(o.digit) for o in menu.options] or [1])
     actions.append(Execute("answer"))
     # play_and_get_digits <min> <max> <tries> <timeout ms> <terminators> <file>

@@ -38,6 +38,7 @@ class CallState:
     offer: OfferRun | None = None  # the department offer in progress
     outbound_to: str = ""  # an employee's call out: the number dialled (E.164)
     employee_id: int | None = None  # ... and the employee placing it
+    hangup_cause: str = ""  # the channel's cause when it went while record/rxfax ran (ENDING)
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,16 @@ broken in turn when a member is taken or the caller leaves), then the music star
 again; DTMF events reach us during any playback. ``uuid_break`` only sets CF_BREAK on
 the channel (mod_commands ``break_function``) and the playback running clears it: one
 arriving when nothing plays would cut the next playback short, so at most one is sent
-per playback (``_stop``).
+per playback (``_stop``). The music and the announcements reach ``playback`` only through
+``core.sounds`` (checked against the sound grammar; the rules relied on are there).
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
-from orchestrator.core import announcements, offering
+from orchestrator.core import announcements, dialstrings, offering, sounds
 from orchestrator.core.actions import (Action, AppCompleted, BreakHold, Dtmf, Execute, JoinQueue, LeaveQueue, LookupPosition, MembersReserved,
-                                       MembersSeen, QueuePosition, RequestCallback)
+                                       Log, MembersSeen, QueuePosition, RequestCallback)
 from orchestrator.core.callstate import CallState, Context, Decision, RunSteps, blocking
 from orchestrator.core.model import Department
 from orchestrator.core.offering import OfferRun
@@ -43,11 +44,25 @@ def member_answer(state: CallState, event: MembersSeen | MembersReserved, ctx: C
         return Decision(replace(state, offer=run), tuple(asks))
     run, ring, actions = offering.reserved(run, event, dep, snap, ctx.now_ms, ctx.new_id)
     if ring is not None and run.waiting:
-        # Taken for a caller on hold: stop the music (or the announcement); the ring
-        # starts at its completion.
+        # Taken for a caller on hold: stop the music (or the announcement) and send the
+        # bridge right behind the uuid_break, without waiting for the playback's
+        # EXECUTE_COMPLETE (a round trip, and up to a frame, later). FreeSWITCH 1.10.12:
+        # mod_event_socket runs an ``api`` command (uuid_break: flush the queued
+        # messages, then set CF_BREAK) before it reads the next command, so the bridge's
+        # sendmsg is queued after the flush, with CF_BREAK already set; the playback loop
+        # tests CF_BREAK before it runs queued applications (switch_ivr_play_file), so it
+        # ends first and the bridge runs next in the socket app (P07c; measured on a
+        # real FreeSWITCH with bench/realfs_bench.py). The playback's completion is then
+        # stale (its app id is no longer awaited) and ignored.
         waited = (ctx.now_ms - run.since_ms) // 1000
         note = "queue: a member is free after %d s" % waited
-        return Decision(replace(state, offer=replace(run, pending=ring), route=state.route + (note,)), tuple(actions) + _stop(run))
+        state = replace(state, route=state.route + (note,))
+        stop = _stop(run)
+        if stop:
+            return ring_members(state, replace(run, waiting=False, pending=None), ring, list(actions) + list(stop), ctx)
+        # A uuid_break is already on its way (the music is being stopped for an
+        # announcement): the ring starts at the playback's completion (hold_ended).
+        return Decision(replace(state, offer=replace(run, pending=ring)), tuple(actions))
     if ring is not None:
         return ring_members(state, run, ring, actions, ctx)
     if run.waiting:
@@ -82,10 +97,13 @@ def hold(state: CallState, run: OfferRun, dep: Department, ctx: Context, actions
     until = run.wait_until_ms or ctx.now_ms + dep.queue.max_wait * 1000
     run = replace(run, waiting=True, since_ms=since, wait_until_ms=until, pending=None, leaving=False, held=(),
                   announce_at_ms=0, announce_next="", announcing="")
-    hold = Hold(dep.id, dep.queue.music or "", "queue of %s" % run.label)
+    # The music as FreeSWITCH gets it, checked once here (core.sounds): a value that is
+    # not a sound of the grammar plays the stock music on hold instead, logged.
+    music, refused = sounds.playable(dep.queue.music, sounds.DEFAULT_MUSIC, "queue.music", *_where(ctx))
+    hold = Hold(dep.id, music, "queue of %s" % run.label)
     note = "waiting in the queue (up to %d s)" % dep.queue.max_wait if first else "back in the queue"
     state = replace(state, offer=run, current=hold, route=state.route + (note,))
-    actions = actions + [JoinQueue(dep.id, since), Execute("answer")]
+    actions = actions + list(refused) + [JoinQueue(dep.id, since), Execute("answer")]
     if first and dep.queue.announce_position:
         return Decision(state, tuple(actions) + (LookupPosition(dep.id),))
     return _music(state, run, dep, hold.sound, ctx, actions)
@@ -146,14 +164,15 @@ def _announce(state: CallState, run: OfferRun, dep: Department, position: int, c
     Otherwise stop the music (``uuid_break``); ``hold_ended`` plays the announcement."""
     assert isinstance(state.current, Hold)
     first = not state.awaiting
-    sound = announcements.sounds(dep.queue, position, periodic=not first)
+    sound, refused = announcements.sounds(dep.queue, position, periodic=not first, tenant_id=_where(ctx)[0],
+                                          recordings_dir=_where(ctx)[1])
     if first and sound:
-        return blocking(replace(state, offer=replace(run, announcing=sound, announce_at_ms=0)), [], "playback", sound, ctx)
+        return blocking(replace(state, offer=replace(run, announcing=sound, announce_at_ms=0)), list(refused), "playback", sound, ctx)
     if first:
-        return _music(state, run, dep, state.current.sound, ctx, [])
+        return _music(state, run, dep, state.current.sound, ctx, list(refused))
     if not sound:  # the place could not be read and there is nothing else to say
-        return Decision(replace(state, offer=replace(run, announce_at_ms=ctx.now_ms + announcements.every_ms(dep.queue))), ())
-    return Decision(replace(state, offer=replace(run, announce_next=sound, announce_at_ms=0)), (BreakHold(),))
+        return Decision(replace(state, offer=replace(run, announce_at_ms=ctx.now_ms + announcements.every_ms(dep.queue))), refused)
+    return Decision(replace(state, offer=replace(run, announce_next=sound, announce_at_ms=0)), refused + (BreakHold(),))
 
 
 def key_pressed(state: CallState, event: Dtmf, ctx: Context) -> Decision:
@@ -164,12 +183,19 @@ def key_pressed(state: CallState, event: Dtmf, ctx: Context) -> Decision:
     if (run is None or dep is None or not isinstance(state.current, Hold) or not run.waiting or run.pending is not None
             or run.leaving or not dep.queue.callback_allowed or not event.digit or event.digit != dep.queue.callback_key):
         return Decision(state, ())
+    # Only a number we can dial back becomes a callback (its number reaches an
+    # originate, dialstrings.e164): an anonymous or malformed Caller-ID keeps its place.
+    number = dialstrings.e164(state.call.caller_number, dialstrings.region_of(state.call.destination))
+    if number is None:
+        return Decision(state, (Log("callback key refused", "warning", {
+            "reason": "the caller's number is not a number we can call back (anonymous or not E.164); they stay in the queue",
+            "caller": state.call.caller_number[:40]}),))
     thanks = Announce(ctx.policy.sound_callback_requested, "callback requested", "NORMAL_CLEARING", answer=False)
     waited = (ctx.now_ms - run.since_ms) // 1000
     note = "queue: callback key pressed after %d s" % waited
     # leaving: hold_ended runs the plan, which is now only the thank-you announcement.
     state = replace(state, offer=replace(run, leaving=True), plan=(thanks,), route=state.route + (note,))
-    ask = RequestCallback(dep.id, run.since_ms, state.call.caller_number, state.call.destination)
+    ask = RequestCallback(dep.id, run.since_ms, number, state.call.destination)
     return Decision(state, (ask,) + _stop(run))
 
 
@@ -193,6 +219,11 @@ def _stop(run: OfferRun | None) -> tuple[Action, ...]:
     is being stopped for an announcement): at most one break per playback, so that none
     is left over for the next one."""
     return () if run is not None and run.announce_next else (BreakHold(),)
+
+
+def _where(ctx: Context) -> tuple[int, str]:
+    """The tenant id and recordings directory a tenant's own sound is played from."""
+    return (ctx.snapshot.tenant_id if ctx.snapshot is not None else 0), ctx.policy.recordings_dir
 
 
 def _queued(state: CallState, ctx: Context) -> tuple[OfferRun | None, Department | None]:

@@ -7,10 +7,86 @@ with even when an admin edits the data meanwhile.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from types import MappingProxyType
 from typing import Iterable, Mapping, TypeVar
+
+
+# ------------------------------------------------------------------ sounds
+
+AUDIO_EXTENSIONS = ("wav", "mp3", "ogg", "gsm", "ul", "al", "r8", "r16", "r32", "r48")
+SOUND_MAX_LENGTH = 255  # the database columns' size
+_SEGMENT = r"[A-Za-z0-9_-]{1,64}"
+_FILE = r"%s\.(?:%s)" % (_SEGMENT, "|".join(AUDIO_EXTENSIONS))
+_TONE = r"(?:%\([0-9]{1,5}(?:,[0-9]{1,5}){2,4}\)|[Ll]=[0-9]{1,3})"
+SOUND_FORMS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("stock", re.compile(r"(?:%s/){0,7}%s" % (_SEGMENT, _FILE))),
+    ("tenant", re.compile(r"tenant:%s" % _FILE)),
+    ("local_stream", re.compile(r"local_stream://%s" % _SEGMENT)),
+    ("silence_stream", re.compile(r"silence_stream://[0-9]{1,7}")),
+    ("tone_stream", re.compile(r"tone_stream://%s(?:;%s){0,15}" % (_TONE, _TONE))),
+)
+SOUND_HELP = (
+    "use a stock sound like ivr/ivr-welcome.wav (letters, digits, _ and - in /-separated parts, ending in .%s), "
+    "tenant:NAME.wav for the company's own file, local_stream://NAME, silence_stream://MS or "
+    "tone_stream://%%(ON_MS,OFF_MS,HZ)" % ", .".join(AUDIO_EXTENSIONS[:3])
+)
+
+
+class SoundError(ValueError):
+    """A text that is not a sound of any allowed form; the message says why and what to write."""
+
+
+def sound_problem(text: str) -> str | None:
+    """None when ``text`` is a sound of one of ``SOUND_FORMS``, else what is wrong with it."""
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    if len(text) > SOUND_MAX_LENGTH:
+        return "%r is not a sound: it has %d characters, at most %d are allowed" % (shown, len(text), SOUND_MAX_LENGTH)
+    if any(rx.fullmatch(text) for _, rx in SOUND_FORMS):
+        return None
+    for chars, why in (("$", "'$' (FreeSWITCH would expand ${...} in it)"), ("!", "'!' (it separates the files of a list)"),
+                       (" \t\r\n", "a space (it would shift the application's arguments)"),
+                       ("\\'\"", "a quote or backslash")):
+        if any(ch in text for ch in chars):
+            return "%r is not a sound: it contains %s; %s" % (shown, why, SOUND_HELP)
+    if text.startswith("/") or ".." in text:
+        return "%r is not a sound: absolute paths and '..' are not allowed; %s" % (shown, SOUND_HELP)
+    return "%r is not a sound: %s" % (shown, SOUND_HELP)
+
+
+class Sound(str):
+    """A sound a tenant named, checked against the grammar (``SOUND_FORMS``): only values
+    made by :meth:`parse` are Sounds. Forms:
+
+    * ``ivr/ivr-welcome.wav``: a stock sound, a relative path of ``[A-Za-z0-9_-]`` parts
+      ending in a known audio extension (no ``..``, no leading ``/``); FreeSWITCH looks it
+      up under ``sound_prefix`` / its sounds directory;
+    * ``tenant:NAME.wav``: the tenant's own file, played from
+      ``<recordings dir>/<tenant id>/sounds/NAME.wav`` (``core.sounds.file_arg``);
+    * ``local_stream://NAME``, ``silence_stream://MS``;
+    * ``tone_stream://%(on,off,hz[,hz...])`` / ``L=n`` parts joined by ``;``.
+
+    None of the forms can hold ``$``, ``\\``, quotes, blanks, ``!``, ``@``, ``{`` or a
+    line break: see ``core.sounds`` for the FreeSWITCH rules this guards against.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Sound:
+        problem = sound_problem(text)
+        if problem:
+            raise SoundError(problem)
+        return cls(text)
+
+    @property
+    def kind(self) -> str:
+        for kind, rx in SOUND_FORMS:
+            if rx.fullmatch(self):
+                return kind
+        raise SoundError("not a sound: %r" % str(self))
 
 
 class TargetKind(str, enum.Enum):
@@ -30,7 +106,7 @@ class Target:
     kind: TargetKind
     ref_id: int | None = None  # department / employee / menu / voicemail box id
     number: str | None = None  # EXTERNAL: the E.164 number to forward to
-    sound: str | None = None  # ANNOUNCEMENT: the sound to play before hanging up
+    sound: Sound | None = None  # ANNOUNCEMENT: the sound to play before hanging up
 
     def describe(self) -> str:
         if self.kind is TargetKind.EXTERNAL:
@@ -91,8 +167,8 @@ class Member:
 
 @dataclass(frozen=True)
 class QueueSettings:
-    music: str | None = None  # hold music sound (FreeSWITCH path or local_stream://)
-    announcement: str | None = None  # played periodically while waiting
+    music: Sound | None = None  # hold music (e.g. local_stream://moh)
+    announcement: Sound | None = None  # played periodically while waiting
     announce_position: bool = False
     max_wait: int = 300  # seconds a caller may wait in the queue
     max_length: int = 0  # 0 = unlimited
@@ -166,11 +242,11 @@ class VoiceMenu:
     id: int
     name: str
     extension: str | None = None
-    greeting: str | None = None
+    greeting: Sound | None = None
     options: tuple[MenuOption, ...] = ()
     timeout_seconds: int = 5
     default_target: Target | None = None
-    invalid_sound: str | None = None
+    invalid_sound: Sound | None = None
     max_invalid: int = 3
     direct_dial: bool = True
     back_digit: str | None = None  # returns to the menu the caller came from
@@ -220,7 +296,7 @@ class VoicemailBox:
     id: int
     name: str
     extension: str | None = None
-    greeting: str | None = None
+    greeting: Sound | None = None
     email: str | None = None
     owner_employee_ids: tuple[int, ...] = ()
     max_message_seconds: int = 120

@@ -5,7 +5,9 @@ many rows), never one per row.
 """
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -25,6 +27,10 @@ from orchestrator.core.model import (
     RoutingIndex,
     Schedule as CoreSchedule,
     ScheduleException as CoreScheduleException,
+    Sound,
+    SoundError,
+    Target,
+    TargetKind,
     TenantSnapshot,
     VoiceMenu as CoreVoiceMenu,
     VoicemailBox as CoreVoicemailBox,
@@ -49,6 +55,29 @@ from orchestrator.db.models import (
 )
 
 
+log = logging.getLogger("orchestrator.snapshot")
+
+
+def _sound(value: str | None, tenant_id: int, where: str) -> Sound | None:
+    """A sound column as a checked :class:`Sound`. A row saved before the grammar existed
+    (or written around the panel) that does not match it is dropped - the call plays the
+    default sound instead - with an error log naming the row and field."""
+    if not value:
+        return None
+    try:
+        return Sound.parse(value)
+    except SoundError as exc:
+        log.error("sound refused in the routing data: %s", exc, extra={"pbx": {"tenant": tenant_id, "field": where}})
+        return None
+
+
+def _target(target: Target | None, tenant_id: int, where: str) -> Target | None:
+    """A route target; an announcement's sound checked like every sound (``_sound``)."""
+    if target is None or target.kind is not TargetKind.ANNOUNCEMENT:
+        return target
+    return replace(target, sound=_sound(target.sound, tenant_id, where))
+
+
 def _rows(session: Session, model: type, tenant_id: int, *order: Any) -> list[Any]:
     stmt: Any = select(model).where(model.tenant_id == tenant_id)  # type: ignore[attr-defined]
     return list(session.scalars(stmt.order_by(*order) if order else stmt))
@@ -63,13 +92,16 @@ def _employee(e: Employee) -> CoreEmployee:
 
 
 def _department(d: Department, members: tuple[Member, ...]) -> CoreDepartment:
+    where = "department %s" % d.extension
     return CoreDepartment(
         id=d.id, name=d.name, extension=d.extension, strategy=d.strategy, ring_seconds=d.ring_seconds,
-        no_answer_timeout=d.no_answer_timeout, no_answer_target=read_target(d, "no_answer").to_core(),
+        no_answer_timeout=d.no_answer_timeout,
+        no_answer_target=_target(read_target(d, "no_answer").to_core(), d.tenant_id, where + " no_answer"),
         wrapup_seconds=d.wrapup_seconds, pause_after_missed=d.pause_after_missed,
         stats_window_days=d.stats_window_days,
         queue=QueueSettings(
-            music=d.queue_music, announcement=d.queue_announcement,
+            music=_sound(d.queue_music, d.tenant_id, where + " queue.music"),
+            announcement=_sound(d.queue_announcement, d.tenant_id, where + " queue.announcement"),
             announce_position=d.queue_announce_position, max_wait=d.queue_max_wait,
             max_length=d.queue_max_length, callback_allowed=d.queue_callback_allowed,
             callback_key=d.queue_callback_key, announce_every=d.queue_announce_every,
@@ -88,7 +120,7 @@ def _exception(x: ScheduleException) -> CoreScheduleException:
 def _caller_rule(r: CallerRule) -> CoreCallerRule:
     return CoreCallerRule(
         id=r.id, name=r.name, match=CallerMatch(r.match_kind), values=tuple(r.value_list()), negate=r.negate,
-        target=read_target(r, "target").to_core(), block=r.block, numbers=tuple(r.number_list()),
+        target=_target(read_target(r, "target").to_core(), r.tenant_id, "caller rule %s target" % r.name), block=r.block, numbers=tuple(r.number_list()),
         order=r.position, days=r.days, crm_url=r.crm_url or "", crm_timeout_ms=r.crm_timeout_ms,
     )
 
@@ -111,7 +143,7 @@ def load_tenant_snapshot(session: Session, tenant_id: int) -> TenantSnapshot | N
         exceptions[x.schedule_id].append(_exception(x))
     options: dict[int, list[MenuOption]] = defaultdict(list)
     for o in _rows(session, VoiceMenuOption, tenant_id, VoiceMenuOption.digit):
-        target = read_target(o, "target").to_core()
+        target = _target(read_target(o, "target").to_core(), tenant_id, "menu #%s option %s" % (o.menu_id, o.digit))
         if target is not None:
             options[o.menu_id].append(MenuOption(digit=o.digit, target=target))
     owners: dict[int, list[int]] = defaultdict(list)
@@ -129,8 +161,9 @@ def load_tenant_snapshot(session: Session, tenant_id: int) -> TenantSnapshot | N
         },
         numbers={
             n.e164: CorePhoneNumber(
-                e164=n.e164, mode=n.mode, work_target=read_target(n, "work").to_core(),
-                after_hours_target=read_target(n, "after_hours").to_core(), schedule_id=n.schedule_id,
+                e164=n.e164, mode=n.mode, work_target=_target(read_target(n, "work").to_core(), tenant_id, n.e164 + " work"),
+                after_hours_target=_target(read_target(n, "after_hours").to_core(), tenant_id, n.e164 + " after_hours"),
+                schedule_id=n.schedule_id,
                 dial_code=n.dial_code,
             )
             for n in _rows(session, PhoneNumber, tenant_id, PhoneNumber.e164)
@@ -144,16 +177,19 @@ def load_tenant_snapshot(session: Session, tenant_id: int) -> TenantSnapshot | N
         },
         menus={
             m.id: CoreVoiceMenu(
-                id=m.id, name=m.name, extension=m.extension, greeting=m.greeting, options=tuple(options[m.id]),
-                timeout_seconds=m.timeout_seconds, default_target=read_target(m, "default").to_core(),
-                invalid_sound=m.invalid_sound, max_invalid=m.max_invalid, direct_dial=m.direct_dial,
+                id=m.id, name=m.name, extension=m.extension,
+                greeting=_sound(m.greeting, tenant_id, "menu %s greeting" % m.name), options=tuple(options[m.id]),
+                timeout_seconds=m.timeout_seconds,
+                default_target=_target(read_target(m, "default").to_core(), tenant_id, "menu %s default" % m.name),
+                invalid_sound=_sound(m.invalid_sound, tenant_id, "menu %s invalid_sound" % m.name), max_invalid=m.max_invalid, direct_dial=m.direct_dial,
                 back_digit=m.back_digit,
             )
             for m in _rows(session, VoiceMenu, tenant_id, VoiceMenu.id)
         },
         voicemail_boxes={
             b.id: CoreVoicemailBox(
-                id=b.id, name=b.name, extension=b.extension, greeting=b.greeting, email=b.email,
+                id=b.id, name=b.name, extension=b.extension,
+                greeting=_sound(b.greeting, tenant_id, "voicemail box %s greeting" % b.name), email=b.email,
                 owner_employee_ids=tuple(owners[b.id]), max_message_seconds=b.max_message_seconds,
             )
             for b in _rows(session, VoicemailBox, tenant_id, VoicemailBox.id)

@@ -41,7 +41,10 @@ class TargetRef:
     def to_core(self) -> Target | None:
         if self.kind is None:
             return None
-        return Target(TargetKind(self.kind), ref_id=self.ref_id, number=self.number, sound=self.sound)
+        # The sound is the column's unchecked text here: the snapshot loader (db.snapshot
+        # ``_target``) replaces it with a checked Sound, or None, before any call sees it.
+        return Target(TargetKind(self.kind), ref_id=self.ref_id, number=self.number,
+                      sound=self.sound)  # type: ignore[arg-type]
 
     @classmethod
     def from_core(cls, target: Target | None) -> "TargetRef":

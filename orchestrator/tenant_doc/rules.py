@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
-from orchestrator.core.model import NumberMode, Role, Strategy
+from orchestrator.core.model import NumberMode, Role, Strategy, sound_problem
 
 EXTENSION_RE = re.compile(r"^[0-9]{2,6}$")
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
@@ -48,6 +48,12 @@ def check_e164(value: str) -> str | None:
     if phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) != value:
         return "%r is not in E.164 form: %s" % (value, hint)
     return None
+
+
+def check_sound(value: str) -> str | None:
+    """A sound field (greeting, music, announcement...): one of the forms of
+    ``core.model.Sound`` - nothing FreeSWITCH would expand or split (``core.sounds``)."""
+    return sound_problem(value)
 
 
 def check_timezone(value: str) -> str | None:

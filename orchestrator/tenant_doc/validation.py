@@ -106,6 +106,11 @@ def _target(c: Checker, obj: dict, key: str, path: str, *, required: bool = Fals
     if kind == "external" and (problem := rules.check_e164(ref)):
         c.error(join(field, "external"), problem)
         return None
+    if kind == "announcement" and ref is not None:
+        ref = ref.strip() or None
+        if ref is not None and (problem := rules.check_sound(ref)):
+            c.error(join(field, "announcement"), problem)
+            return None
     return kind, ref
 
 
@@ -152,7 +157,7 @@ def _box(c: Checker, p: str, b: dict) -> dict[str, Any]:
         "_path": p,
         "name": c.text(b, "name", p, required=True),
         "extension": c.text(b, "extension", p, rule=rules.check_extension, numeric_ok=True),
-        "greeting": c.text(b, "greeting", p),
+        "greeting": c.text(b, "greeting", p, rule=rules.check_sound),
         "email": c.text(b, "email", p, rule=rules.check_email),
         "max_message_seconds": c.integer(b, "max_message_seconds", p, 120, minimum=1, maximum=3600),
         "owners": owners,
@@ -167,7 +172,8 @@ def _department(c: Checker, p: str, d: dict) -> dict[str, Any]:
     if q is not None:
         c.known_keys(q, qp, QUEUE_KEYS)
         queue = {
-            "music": c.text(q, "music", qp), "announcement": c.text(q, "announcement", qp),
+            "music": c.text(q, "music", qp, rule=rules.check_sound),
+            "announcement": c.text(q, "announcement", qp, rule=rules.check_sound),
             "announce_position": c.boolean(q, "announce_position", qp, False),
             "announce_every": c.integer(q, "announce_every", qp, 30, minimum=5, maximum=600),
             "max_wait": c.integer(q, "max_wait", qp, 300, minimum=1, maximum=86400),
@@ -220,11 +226,11 @@ def _menu(c: Checker, p: str, m: dict) -> dict[str, Any]:
         "_path": p,
         "name": c.text(m, "name", p, required=True),
         "extension": c.text(m, "extension", p, rule=rules.check_extension, numeric_ok=True),
-        "greeting": c.text(m, "greeting", p),
+        "greeting": c.text(m, "greeting", p, rule=rules.check_sound),
         "timeout_seconds": c.integer(m, "timeout_seconds", p, 5, minimum=1, maximum=120),
         "options": options,
         "default": _target(c, m, "default", p),
-        "invalid_sound": c.text(m, "invalid_sound", p),
+        "invalid_sound": c.text(m, "invalid_sound", p, rule=rules.check_sound),
         "max_invalid": c.integer(m, "max_invalid", p, 3, minimum=1, maximum=20),
         "direct_dial": c.boolean(m, "direct_dial", p, True),
         "back_digit": c.text(m, "back_digit", p, rule=rules.check_back_digit, numeric_ok=True),
