@@ -37,7 +37,10 @@ class Flow(dict):
 
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    def ignore_aliases(self, data: Any) -> bool:
+        """Never write anchors/aliases (an object shared twice is written out twice):
+        documents with them are refused on import (``source``)."""
+        return True
 
 
 _Dumper.add_representer(Flow, lambda d, data: d.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True))
