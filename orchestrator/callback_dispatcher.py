@@ -5,7 +5,8 @@ every members-free notice, and every ``interval_s`` anyway, for each tenant with
 callbacks it:
 
 1. sweeps callbacks left ``dialing`` past their lease (a dispatcher or worker died)
-   back to ``pending`` at their own place;
+   back to ``pending`` at their own place, and hangs up the legs that lost attempt's job
+   had originated (a member left parked, a client ringing);
 2. for each pending callback at the head of its department's queue: claims it
    (pending -> dialing, with a lease), takes a member with the same reservation as a
    caller on hold (call id ``cb:<id>``, queued: the head of the queue first), and
@@ -31,6 +32,14 @@ bridged -> the callback is done, but the member is still talking: the offer is k
 the callback is listed as *talking* (``CallbackStore.talking``). A job's end that comes
 after a newer attempt was claimed (its leases ran out first) changes nothing: the job
 carries its attempt number, and the offer and the callback are the newer attempt's.
+
+The job holds plain, checked data and no secret (RQ stores it in Redis, as JSON:
+``workers.SERIALIZER``): the member's extension and SIP domain, the client's E.164
+number, the tenant's number shown to them. The worker builds the dial strings itself
+(``core.dialstrings.callback_endpoints``, with its own ``PBX_EXTERNAL_DIAL_TEMPLATE``)
+and takes FreeSWITCH's address and password from its own settings. The dispatcher
+builds them too before queueing, so a callback whose numbers cannot be dialled is
+settled ``failed`` here, with the reason, and no job is queued.
 """
 from __future__ import annotations
 
@@ -41,6 +50,7 @@ from typing import Any, Callable
 
 import redis
 
+from orchestrator.core.dialstrings import callback_endpoints, e164, safe_uuid
 from orchestrator.core.model import TenantSnapshot
 from orchestrator.core.plan import Policy
 from orchestrator.core.strategy import eligible
@@ -53,7 +63,6 @@ log = logging.getLogger("orchestrator.callbacks")
 
 @dataclass(frozen=True)
 class CallbackSettings:
-    esl: dict  # {host, port, password}: the FreeSWITCH the worker originates on
     agent_timeout_s: int = 20
     client_timeout_s: int = 30
     max_attempts: int = 3
@@ -76,8 +85,10 @@ class CallbackDispatcher:
     def __init__(self, client: redis.Redis, snapshot: Callable[[int], TenantSnapshot | None], policy: Policy,
                  settings: CallbackSettings, enqueue: Callable[[dict, dict], Any],
                  leg_exists: Callable[[str], bool | None] = lambda uuid: None, clock: Callable[[], int] | None = None,
-                 talk_check_ms: int = 2000) -> None:
+                 talk_check_ms: int = 2000, hang_up: Callable[[tuple[str, ...]], None] = lambda uuids: None) -> None:
         self.r = client
+        # Hang up legs a lost attempt left in FreeSWITCH (``LegChecker.hang_up``).
+        self.hang_up = hang_up
         # Does FreeSWITCH still have this channel? (None: cannot tell now; ``LegChecker``)
         self.leg_exists = leg_exists
         self.clock = clock or (lambda: int(time.time() * 1000))
@@ -108,7 +119,11 @@ class CallbackDispatcher:
 
     def _tenant(self, tenant_id: int) -> int:
         self._talks(tenant_id)
-        self.callbacks.sweep(tenant_id)
+        for lost in self.callbacks.sweep(tenant_id):
+            log.warning("tenant %d: callback %s: attempt %d was lost (its job did not end within the lease); back at its "
+                        "place, hanging up its legs %s", tenant_id, lost.id, lost.attempts, " ".join(lost.legs) or "(none)")
+            if lost.legs:
+                self.hang_up(lost.legs)
         pending = [cb for cb in self.callbacks.open(tenant_id) if cb.status == "pending"]
         if not pending:
             self.callbacks.forget_tenant_if_idle(tenant_id)
@@ -163,15 +178,24 @@ class CallbackDispatcher:
             self.callbacks.unclaim(tenant_id, cb, "nobody free")
             return False
         emp = snap.employees[taken[0]]
+        try:
+            # Built here to refuse what cannot be dialled; the worker builds them again.
+            callback_endpoints(self.policy.external_dial_template, emp.extension, snap.sip_domain, cb.caller)
+        except ValueError as exc:
+            log.warning("tenant %d: callback %s cannot be dialled (%s): settled as failed", tenant_id, cb.id, exc)
+            self.agents.release(tenant_id, member(cb.id), cb.department_id, [Release(emp.id, "free")], _day())
+            self.callbacks.settle(tenant_id, cb, "failed", "cannot be dialled: %s" % exc)
+            return False
         data = {
             "tenant_id": str(tenant_id),
             "callback_id": cb.id,
-            "agent_dial": "user/%s@%s" % (emp.extension, snap.sip_domain),
-            "client_dial": self.policy.external_dial_template.format(number=cb.caller),
-            "caller_id_number": cb.dialed,
+            "attempt": attempt,
+            "agent_extension": emp.extension,
+            "agent_domain": snap.sip_domain,
+            "client_number": cb.caller,
+            "caller_id_number": e164(cb.dialed) or "",
             "agent_timeout_s": self.settings.agent_timeout_s,
             "client_timeout_s": self.settings.client_timeout_s,
-            "esl": dict(self.settings.esl),
         }
         meta = {"tenant_id": tenant_id, "callback_id": cb.id, "department_id": cb.department_id, "employee_id": emp.id,
                 "wrapup_ms": dep.wrapup_seconds * 1000, "pause_after": dep.pause_after_missed,
@@ -189,7 +213,8 @@ class CallbackDispatcher:
     # ------------------------------------------------------------ loop
 
     def run(self, interval_s: float = 2.0) -> None:
-        """Tick on each members-free notice and every ``interval_s``; until ``stop``."""
+        """Tick on each members-free notice and every ``interval_s``; until ``stop``
+        (which ends it within ``interval_s``: the wait for a notice is that long)."""
         self._running = True
         while self._running:
             pubsub = None
@@ -202,6 +227,8 @@ class CallbackDispatcher:
                         pass
                     self.tick()
             except redis.RedisError as exc:
+                if not self._running:
+                    break
                 log.warning("callback dispatcher: Redis: %s; retrying", exc)
                 time.sleep(interval_s)
             finally:
@@ -226,9 +253,11 @@ def rq_enqueue(client: redis.Redis, settings: CallbackSettings) -> Callable[[dic
     """Enqueue the callback job with its end-of-job callbacks (run by the worker)."""
     from rq import Callback as RqCallback, Queue
 
-    from workers import CALLBACK_QUEUE
+    from workers import CALLBACK_QUEUE, SERIALIZER
 
-    queue = Queue(CALLBACK_QUEUE, connection=client)
+    # JSON, not pickle: a job is data, never code (whoever can write Redis could
+    # otherwise run code in the worker). The worker reads with the same serializer.
+    queue = Queue(CALLBACK_QUEUE, connection=client, serializer=SERIALIZER)
 
     def enqueue(data: dict, meta: dict) -> Any:
         return queue.enqueue("workers.jobs.ring_agent_then_client", data, meta=meta, job_timeout=settings.job_s, ttl=settings.job_s,
@@ -251,7 +280,7 @@ def job_failed(job: Any, connection: redis.Redis, *exc_info: Any, **kwargs: Any)
 
 
 def _settle(meta: dict, connection: redis.Redis, status: str, cause: str, agent_uuid: str = "") -> None:
-    from workers.jobs import AGENT_NO_ANSWER, BRIDGED
+    from workers.jobs import ABANDONED, AGENT_NO_ANSWER, BRIDGED
 
     tenant_id, cb_id = int(meta["tenant_id"]), str(meta["callback_id"])
     dept, emp = int(meta["department_id"]), int(meta["employee_id"])
@@ -283,7 +312,7 @@ def _settle(meta: dict, connection: redis.Redis, status: str, cause: str, agent_
     result = status + (": " + cause if cause else "")
     if status == BRIDGED:
         callbacks.settle(tenant_id, cb, "done", result)
-    elif status in (AGENT_NO_ANSWER, "crashed") and cb.attempts < int(meta.get("max_attempts") or 3):
+    elif status in (AGENT_NO_ANSWER, "crashed", ABANDONED) and cb.attempts < int(meta.get("max_attempts") or 3):
         callbacks.settle(tenant_id, cb, "pending", result)  # back at its place
         agents.announce_free(tenant_id)
     else:
@@ -315,6 +344,11 @@ class LegChecker:
         return self._client
 
     def __call__(self, uuid: str) -> bool | None:
+        try:
+            safe_uuid(uuid, "agent leg")  # read from Redis: only a uuid goes into the command
+        except ValueError as exc:
+            log.warning("callback dispatcher: %s; the talk is ended", exc)
+            return False
         if time.monotonic() < self._down_until:
             return None
         try:
@@ -329,6 +363,19 @@ class LegChecker:
             log.warning("callback dispatcher: unexpected uuid_exists answer %r", answer[:100])
             return None
         return answer == "true"
+
+    def hang_up(self, uuids: tuple[str, ...]) -> None:
+        """``uuid_kill`` each leg (best effort: a leg already gone is fine)."""
+        for uuid in uuids:
+            try:
+                safe_uuid(uuid, "leg")
+                self._connect().uuid_kill(uuid)
+            except ValueError as exc:
+                log.warning("callback dispatcher: not hung up: %s", exc)
+            except (EslError, ProtocolError, OSError) as exc:
+                log.warning("callback dispatcher: cannot hang up leg %s: %s", uuid, exc)
+                self.close()
+                return
 
     def close(self) -> None:
         if self._client is not None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import redis
-from rq import Queue, SimpleWorker
 
 from orchestrator.callback_dispatcher import CallbackDispatcher, CallbackSettings, LegChecker, job_finished, rq_enqueue
 from orchestrator.core.model import Department, Employee, Member, QueueSettings, Strategy, TenantSnapshot
 from orchestrator.core.plan import Policy
 from orchestrator.store.agents import AgentStore, agent_key
 from orchestrator.store.callbacks import CallbackStore, Talk, member
+from tests.rq_burst import work_burst
 from workers import CALLBACK_QUEUE
 
 T, DEP = 7, 10
@@ -20,7 +20,7 @@ SNAP = TenantSnapshot(
     departments={DEP: Department(DEP, "Sales", "200", Strategy.ONE_BY_ONE, wrapup_seconds=5, members=(Member(1, order=1), Member(2, order=2)),
                                  queue=QueueSettings(music="local_stream://moh", callback_allowed=True))},
 )
-SETTINGS = CallbackSettings({"host": "127.0.0.1", "port": 1, "password": "x"}, agent_timeout_s=5, client_timeout_s=5, margin_s=5)
+SETTINGS = CallbackSettings(agent_timeout_s=5, client_timeout_s=5, margin_s=5)
 
 
 class Job:
@@ -46,8 +46,9 @@ def test_head_callback_takes_a_free_member_and_the_job_end_releases_it(r):
     d = dispatcher(r, jobs)
     assert d.tick() == 1 and d.tick() == 0  # once only
     (data, meta), = jobs
-    assert data["agent_dial"] == "user/102@demo.pbx.local" and data["client_dial"] == "sofia/gateway/pstn/+78120000000"
-    assert data["caller_id_number"] == "+74950000001" and meta["employee_id"] == 2
+    assert data == {"tenant_id": str(T), "callback_id": cb, "attempt": 1, "agent_extension": "102", "agent_domain": "demo.pbx.local",
+                    "client_number": "+78120000000", "caller_id_number": "+74950000001", "agent_timeout_s": 5, "client_timeout_s": 5}
+    assert meta["employee_id"] == 2
     assert callbacks.get(T, cb).status == "dialing" and agents.queue(T, DEP) == []
     # Nobody else is offered member 2 meanwhile, for the whole job (long lease).
     assert agents.reserve(T, "other-call", DEP, [2], 1)[1] == {2: "offered_elsewhere"}
@@ -144,13 +145,17 @@ def test_leg_checker_asks_freeswitch_over_its_event_socket():
         checker._client.api("uuid_kill %s" % agent)
         assert checker(agent) is False
         checker.close()
+        # Only a uuid reaches FreeSWITCH (the talk's uuid is read from Redis): anything
+        # else is a talk that cannot be checked, ended at once without a question.
+        assert checker("x;uuid_kill all") is False and checker._client is None
+        ANY_LEG = "00000000-0000-0000-0000-00000000000a"
         down = LegChecker({"host": "127.0.0.1", "port": 1, "password": "ClueCon"}, timeout_s=0.5)
-        assert down("any-leg") is None
+        assert down(ANY_LEG) is None
         # FreeSWITCH answers again, but the next try waits for retry_after_s (10 s).
         down.esl = checker.esl
-        assert down("any-leg") is None and down._client is None
+        assert down(ANY_LEG) is None and down._client is None
         down._down_until = 0.0
-        assert down("any-leg") is False
+        assert down(ANY_LEG) is False
         down.close()
     finally:
         sim.stop()
@@ -185,7 +190,7 @@ def test_a_job_that_outlived_its_claim_leaves_the_newer_attempt_alone(r):
 def test_not_its_turn_and_nobody_free(r):
     agents, callbacks = AgentStore(r), CallbackStore(r)
     agents.join_queue(T, DEP, "earlier-caller", 500)
-    cb = callbacks.request(T, DEP, "c1", 1000, "555", "+74950000001")
+    cb = callbacks.request(T, DEP, "c1", 1000, "+78120000000", "+74950000001")
     jobs: list = []
     d = dispatcher(r, jobs)
     assert d.tick() == 0 and callbacks.get(T, cb).status == "pending"  # a caller ahead
@@ -197,13 +202,14 @@ def test_not_its_turn_and_nobody_free(r):
     assert got.status == "pending" and got.attempts == 0 and [u for u, _ in agents.queue(T, DEP)] == [member(cb)]
 
 
-def test_real_rq_worker_runs_the_job_and_its_end_callback_frees_the_member(r, redis_url):
+def test_real_rq_worker_runs_the_job_and_its_end_callback_frees_the_member(r, redis_url, monkeypatch):
+    monkeypatch.setenv("PBX_ESL_ADDRESS", "127.0.0.1:1")  # the worker's own setting: nothing listens there
     agents, callbacks = AgentStore(r), CallbackStore(r)
-    cb = callbacks.request(T, DEP, "c1", 1000, "555", "+74950000001")
+    cb = callbacks.request(T, DEP, "c1", 1000, "+78120000000", "+74950000001")
     d = CallbackDispatcher(r, lambda t: SNAP, Policy(), SETTINGS, rq_enqueue(r, SETTINGS))
     assert d.tick() == 1
     # ESL unreachable (port 1): the job reports "failed"; the member is free, no retry.
-    SimpleWorker([Queue(CALLBACK_QUEUE, connection=r)], connection=r).work(burst=True)
+    work_burst(r, [CALLBACK_QUEUE])
     got = callbacks.get(T, cb)
     assert got.status == "failed" and got.result.startswith("failed")
     assert agents.states(T, [1])[1].offer == "" and agents.live_offers(T) == {}

@@ -47,18 +47,18 @@ def test_callback_keeps_the_callers_place_and_is_served_at_its_turn(r):
 
 def test_a_dialing_callback_whose_lease_ends_goes_back_to_pending(r):
     agents, callbacks = AgentStore(r), CallbackStore(r)
-    cb = callbacks.request(T, DEP, "caller", 2000, "555", "+74950000001")
+    cb = callbacks.request(T, DEP, "caller", 2000, "+78120000000", "+74950000001")
     assert callbacks.claim(T, cb, 50) == 1
     agents.reserve(T, member(cb), DEP, [1], 1, queued=True)
-    assert callbacks.sweep(T) == 0  # lease still running
+    assert callbacks.sweep(T) == []  # lease still running
     time.sleep(0.1)
-    assert callbacks.sweep(T) == 1
+    assert [c.id for c in callbacks.sweep(T)] == [cb]
     assert callbacks.get(T, cb).status == "pending" and [u for u, _ in agents.queue(T, DEP)] == [member(cb)]
 
 
 def test_cancel_only_a_pending_callback_of_the_tenant(r):
     agents, callbacks = AgentStore(r), CallbackStore(r)
-    cb = callbacks.request(T, DEP, "caller", 2000, "555", "+74950000001")
+    cb = callbacks.request(T, DEP, "caller", 2000, "+78120000000", "+74950000001")
     assert not callbacks.cancel(T + 1, cb)  # another tenant: no such callback
     assert callbacks.cancel(T, cb)
     assert callbacks.get(T, cb).status == "cancelled" and agents.queue(T, DEP) == [] and callbacks.open(T) == []

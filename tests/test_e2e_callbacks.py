@@ -10,7 +10,6 @@ from typing import Iterator
 
 import pytest
 import redis
-from rq import Queue, SimpleWorker
 from sqlalchemy import select
 
 from orchestrator.db.engine import make_engine, make_session_factory
@@ -21,6 +20,7 @@ from orchestrator.store.callbacks import CallbackStore, member
 from orchestrator.tenant_doc import import_tenant
 from simulator import Answer, FreeSwitchSim
 from test_e2e_calls import TIME_SCALE, Orchestrator, make_sim, wait_until
+from tests.rq_burst import work_burst
 from workers import CALLBACK_QUEUE
 
 DOMAIN = "cb.pbx.test"
@@ -87,8 +87,9 @@ def sim_and_orchestrator(pg_server_url, cb_db, cb_redis, tmp_path) -> Iterator[t
     sim.stop()
 
 
-def test_callback_keeps_the_place_then_rings_the_member_first_then_the_client(sim_and_orchestrator, cb_db, cb_redis):
+def test_callback_keeps_the_place_then_rings_the_member_first_then_the_client(sim_and_orchestrator, cb_db, cb_redis, monkeypatch):
     sim, orch = sim_and_orchestrator
+    monkeypatch.setenv("PBX_ESL_ADDRESS", "127.0.0.1:%d" % sim.esl_port)  # the worker's own settings
     factory, tenant_id = cb_db
     with factory() as session:
         dep = session.scalar(select(Department.id).where(Department.tenant_id == tenant_id, Department.extension == "470"))
@@ -118,7 +119,7 @@ def test_callback_keeps_the_place_then_rings_the_member_first_then_the_client(si
     assert agents.states(tenant_id, [emp])[emp].offer == member(cb.id)
     assert agents.reserve(tenant_id, "someone-else", dep, [emp], 1)[1] == {emp: "offered_elsewhere"}
 
-    SimpleWorker([Queue(CALLBACK_QUEUE, connection=r)], connection=r).work(burst=True)
+    work_burst(r, [CALLBACK_QUEUE])  # the worker's own settings: PBX_ESL_ADDRESS (the simulator)
     got = callbacks.get(tenant_id, cb.id)
     assert got.status == "done" and got.result == "bridged", (got, orch.log()[-3000:])
     assert len(ten.legs) == 2 and len(client_phone.legs) == 1
@@ -139,3 +140,27 @@ def test_callback_keeps_the_place_then_rings_the_member_first_then_the_client(si
     assert state.missed == 0 and callbacks.talks(tenant_id) == []
     assert state.calls_today >= 2 and state.talk_ms_today > 0  # A's call and the callback's
     assert "finished the call" in orch.log()
+
+
+def test_an_anonymous_caller_pressing_the_callback_key_keeps_the_place(sim_and_orchestrator, cb_db, cb_redis):
+    """Only a number we can dial back becomes a callback: an anonymous (or malformed)
+    Caller-ID presses the key and stays in the queue, with a log line saying why."""
+    sim, orch = sim_and_orchestrator
+    factory, tenant_id = cb_db
+    with factory() as session:
+        dep = session.scalar(select(Department.id).where(Department.tenant_id == tenant_id, Department.extension == "470"))
+    r = redis.Redis.from_url(cb_redis)
+    agents, callbacks = AgentStore(r), CallbackStore(r)
+    ten = sim.add_user("310", DOMAIN, behavior=Answer(after=1, hangup_after=100))
+    a = sim.place_call(NUMBER, caller_id="+79990000011")  # the only member talks to A
+    wait_until(lambda: ten.legs and ten.legs[0].answered_at is not None, what="A answered")
+    b = sim.place_call(NUMBER, caller_id="anonymous", hangup_after=60)
+    wait_until(lambda: any(uuid == b.uuid for uuid, _ in agents.queue(tenant_id, dep))
+               and ("playback", "local_stream://moh") in [(n, d) for _, n, d in b.apps], timeout=20, what="B on hold")
+    b.send_dtmf("1")
+    wait_until(lambda: "callback key refused" in orch.log(), timeout=20, what="the refusal logged")
+    assert callbacks.open(tenant_id) == []
+    assert any(uuid == b.uuid for uuid, _ in agents.queue(tenant_id, dep))  # still waiting at its place
+    assert ("playback", "ivr/ivr-thank_you.wav") not in [(n, d) for _, n, d in b.apps]
+    a.wait(timeout=60)
+    b.wait(timeout=60)

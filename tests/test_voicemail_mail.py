@@ -24,7 +24,7 @@ from orchestrator.core.actions import CallInfo, StoreVoicemail
 from orchestrator.db.models import VoicemailBox
 from orchestrator.db_recorder import DbRecorder
 from tests.pg_demo import ensure_demo_tenant
-from workers import DEFAULT_QUEUE
+from workers import DEFAULT_QUEUE, SERIALIZER
 
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(64))
 
@@ -80,9 +80,9 @@ def _store(settings: config.Settings, client: redis.Redis, recording: str, uuid:
 
 
 def _work(client: redis.Redis) -> list:
-    queue = Queue(DEFAULT_QUEUE, connection=client)
+    queue = Queue(DEFAULT_QUEUE, connection=client, serializer=SERIALIZER)  # as pbx-worker
     jobs = [queue.fetch_job(job_id) for job_id in queue.job_ids]
-    SimpleWorker([queue], connection=client).work(burst=True)
+    SimpleWorker([queue], connection=client, serializer=SERIALIZER).work(burst=True)
     for job in jobs:
         job.refresh()
     return jobs

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from orchestrator.config import from_env
     from orchestrator.errors import ConfigError
-    from workers import QUEUES
+    from workers import QUEUES, SERIALIZER
 
     try:
         settings = from_env().check()
@@ -62,9 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     except redis.RedisError as exc:
         log.error("cannot reach Redis (REDIS_URL): %s", exc)
         return 3
-    queues = [Queue(name, connection=connection) for name in QUEUES]
+    queues = [Queue(name, connection=connection, serializer=SERIALIZER) for name in QUEUES]
     worker_class = SimpleWorker if args.simple else Worker
-    worker = worker_class(queues, connection=connection, name=args.name)
+    # JSON jobs only (workers.SERIALIZER): a pickled payload planted in Redis fails to
+    # load instead of running. The ESL address and password come from this process's
+    # own settings (PBX_ESL_ADDRESS / PBX_ESL_PASSWORD), never from a job.
+    worker = worker_class(queues, connection=connection, name=args.name, serializer=SERIALIZER)
     log.info("pbx-worker on queues %s", ", ".join(QUEUES))
     worker.work(burst=args.burst, logging_level=args.log_level.upper())
     return 0

@@ -231,6 +231,10 @@ class ReserveMembers:
     candidates: tuple[int, ...]
     want: int
     queued: bool = False  # the department queues callers: respect their order
+    # Legs this call rang itself (their origination_uuid), all ended by now: never a
+    # member's live call, even while the presence watcher has not yet seen their
+    # CHANNEL_HANGUP_COMPLETE (it comes a few ms after the bridge returns).
+    own_channels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,11 @@ Keys of tenant ``T`` (hash tag ``{t:T}``):
     {t:T}:callback:<id>   HASH  caller, dialed, department, since (place, ms), created and
                                 expires (ms; its queue lease),
                                 status (pending | dialing | done | failed | cancelled),
-                                attempts, until (dialing: lease expiry ms), result
+                                attempts, until (dialing: lease expiry ms), result,
+                                legs (the uuids the current attempt's job originated,
+                                space-separated, so a lost attempt's legs can be hung
+                                up), client_attempt (the attempt that dialled the client:
+                                the client is dialled at most once per attempt)
     {t:T}:callbacks       ZSET  id -> created ms: the tenant's open callbacks (pending or
                                 dialing); done/failed/cancelled ones leave it
     {t:T}:queue:<dept>    ZSET  (store.agents) ``cb:<id>`` -> the caller's place
@@ -26,7 +30,11 @@ Keys of tenant ``T`` (hash tag ``{t:T}``):
 
 A callback being dialled has left the queue (the reservation took it out) and carries a
 lease (``until``): a dispatcher or worker that dies leaves it ``dialing`` only until the
-lease ends, then ``sweep`` puts it back at its place.
+lease ends, then ``sweep`` puts it back at its place (and hands back the legs that
+attempt's job left in FreeSWITCH, for the dispatcher to hang up).
+
+The numbers are checked when stored (``request``): the caller's must be E.164 exactly as
+``core.dialstrings.e164`` writes it, since it is dialled later (``ValueError`` otherwise).
 """
 from __future__ import annotations
 
@@ -37,6 +45,7 @@ from dataclasses import dataclass
 
 import redis
 
+from orchestrator.core.dialstrings import e164, safe_uuid
 from orchestrator.store.agents import queue_key, queue_lease_key
 from orchestrator.store.redis_store import tenant_tag
 
@@ -102,8 +111,26 @@ return now
 # the callback is not pending (cancelled, taken by another dispatcher, gone).
 CLAIM_LUA = _NOW + """
 if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'dialing', 'until', now + tonumber(ARGV[1]))
+redis.call('HSET', KEYS[1], 'status', 'dialing', 'until', now + tonumber(ARGV[1]), 'legs', '')
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+"""
+
+# KEYS[1] = {t:T}:callback:<id>
+# ARGV[1] = the job's attempt, ARGV[2] = agent | client, ARGV[3] = the leg's uuid
+# The job may originate this leg only while its attempt is the callback's current one
+# (dialing, attempts == ARGV[1]), and the client only once per attempt. The leg is
+# recorded first (a job killed mid-way leaves its legs listed). Returns 1: go, 0: not.
+LEG_LUA = """
+local f = redis.call('HMGET', KEYS[1], 'status', 'attempts', 'client_attempt', 'legs')
+if f[1] ~= 'dialing' or f[2] ~= ARGV[1] then return 0 end
+if ARGV[2] == 'client' then
+  if f[3] == ARGV[1] then return 0 end
+  redis.call('HSET', KEYS[1], 'client_attempt', ARGV[1])
+end
+local legs = f[4] or ''
+if legs ~= '' then legs = legs .. ' ' end
+redis.call('HSET', KEYS[1], 'legs', legs .. ARGV[3])
+return 1
 """
 
 # KEYS[1] = {t:T}:callback:<id>, KEYS[2] = {t:T}:queue:<dept>, KEYS[3] = ...:lease,
@@ -144,6 +171,7 @@ class Callback:
     attempts: int = 0
     until_ms: int = 0
     result: str = ""
+    legs: tuple[str, ...] = ()  # what the current attempt's job originated (uuids)
 
 
 def _s(v: object) -> str:
@@ -166,9 +194,17 @@ class CallbackStore:
         self._request = client.register_script(REQUEST_LUA)
         self._claim = client.register_script(CLAIM_LUA)
         self._settle = client.register_script(SETTLE_LUA)
+        self._leg = client.register_script(LEG_LUA)
 
     def request(self, tenant_id: int, department_id: int, call_uuid: str, since_ms: int, caller: str, dialed: str) -> str:
-        """Turn the caller's queue entry into a callback at the same place; its id."""
+        """Turn the caller's queue entry into a callback at the same place; its id.
+
+        ``caller`` is dialled later: it must be an E.164 number as ``e164`` writes it
+        (``dialed``, shown to the client, too, or empty); ValueError otherwise."""
+        if e164(caller) != caller:
+            raise ValueError("caller's number %r is not an E.164 number: no callback" % caller[:40])
+        if dialed and e164(dialed) != dialed:
+            raise ValueError("dialled number %r is not an E.164 number: no callback" % dialed[:40])
         cb = uuidlib.uuid4().hex[:16]
         keys = [queue_key(tenant_id, department_id), queue_lease_key(tenant_id, department_id),
                 callback_key(tenant_id, cb), index_key(tenant_id)]
@@ -181,7 +217,8 @@ class CallbackStore:
         if not h:
             return None
         return Callback(callback_id, _i(h.get("department")), h.get("caller", ""), h.get("dialed", ""), _i(h.get("since")),
-                        _i(h.get("created")), h.get("status", ""), _i(h.get("attempts")), _i(h.get("until")), h.get("result", ""))
+                        _i(h.get("created")), h.get("status", ""), _i(h.get("attempts")), _i(h.get("until")), h.get("result", ""),
+                        tuple(h.get("legs", "").split()))
 
     def open(self, tenant_id: int) -> list[Callback]:
         """Pending and dialing callbacks, oldest first (lost hashes are dropped from the index)."""
@@ -230,6 +267,15 @@ class CallbackStore:
         out = self._settle(keys=keys, args=[member(callback.id), status, result, "1" if only_expired else "0", callback.id])
         return _i(out) == 1
 
+    def leg(self, tenant_id: int, callback_id: str, attempt: int, which: str, leg_uuid: str) -> bool:
+        """May attempt ``attempt``'s job originate its ``which`` (agent | client) leg
+        ``leg_uuid`` now? Records the leg when yes. No when a newer attempt took the
+        callback or it is settled, and for a second client leg in one attempt."""
+        if which not in ("agent", "client"):
+            raise ValueError("which must be agent or client")
+        out = self._leg(keys=[callback_key(tenant_id, callback_id)], args=[str(attempt), which, safe_uuid(leg_uuid)])
+        return _i(out) == 1
+
     def unclaim(self, tenant_id: int, callback: Callback, result: str) -> None:
         """Undo a claim that led to no call (nobody free): pending again, attempt not counted."""
         if self.settle(tenant_id, callback, "pending", result):
@@ -242,6 +288,8 @@ class CallbackStore:
             return False
         return self.settle(tenant_id, got, "cancelled", "cancelled by an administrator")
 
-    def sweep(self, tenant_id: int) -> int:
-        """Dialing callbacks whose lease ended go back to their place; how many."""
-        return sum(1 for cb in self.open(tenant_id) if cb.status == "dialing" and self.settle(tenant_id, cb, "pending", "dialing lease expired", only_expired=True))
+    def sweep(self, tenant_id: int) -> list[Callback]:
+        """Dialing callbacks whose lease ended go back to their place: those callbacks
+        (with the legs their lost attempt originated, to be hung up)."""
+        return [cb for cb in self.open(tenant_id)
+                if cb.status == "dialing" and self.settle(tenant_id, cb, "pending", "dialing lease expired", only_expired=True)]
