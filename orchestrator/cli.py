@@ -1,4 +1,12 @@
-"""``pbx-orchestrator``: the outbound-socket server FreeSWITCH hands every call to."""
+"""``pbx-orchestrator``: the outbound-socket server FreeSWITCH hands every call to.
+
+On SIGTERM (``docker stop``, a systemd restart) or SIGINT it drains: new calls are
+refused at once (the listening socket is closed: "connection refused", so FreeSWITCH
+continues their dialplan after ``socket`` to the fallback), the callback dispatcher and
+the presence watchers stop, the running calls get ``--drain-seconds`` to end by
+themselves (then the rest are cut and FreeSWITCH continues their dialplan the same
+way), their history rows are written (``--history-flush-seconds``), then it exits 0.
+"""
 from __future__ import annotations
 
 import argparse
@@ -41,7 +49,7 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
     from orchestrator.errors import ConfigError
     from orchestrator.esl.outbound import OutboundServer
 
-    parser = argparse.ArgumentParser(prog="pbx-orchestrator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="pbx-orchestrator", description=__doc__.split("\n\n")[0])
     parser.add_argument("--listen", help="HOST:PORT for FreeSWITCH's socket application (env PBX_LISTEN)")
     parser.add_argument("--log-level", default=os.environ.get("PBX_LOG_LEVEL", "INFO"))
     parser.add_argument("--drain-seconds", type=float, default=30.0, help="on SIGTERM, how long running calls may finish")
@@ -70,10 +78,11 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
     from orchestrator.callback_dispatcher import CallbackDispatcher, CallbackSettings, LegChecker, rq_enqueue
     from orchestrator.store.callbacks import CallbackStore
 
-    callback_settings = CallbackSettings({"host": settings.esl_host, "port": settings.esl_port, "password": settings.esl_password})
+    callback_settings = CallbackSettings()
+    legs = LegChecker({"host": settings.esl_host, "port": settings.esl_port, "password": settings.esl_password})
     dispatcher = CallbackDispatcher(app.redis, app.cache.snapshot, app.policy, callback_settings,
-                                    rq_enqueue(app.redis, callback_settings), LegChecker(callback_settings.esl))
-    gevent.spawn(dispatcher.run)
+                                    rq_enqueue(app.redis, callback_settings), legs, hang_up=legs.hang_up)
+    dispatching = gevent.spawn(dispatcher.run)
     handler = CallHandler(app.cache, app.calls, recorder, app.policy, members, wakeups,
                           lookups=wiring.caller_lookups(app.db, allow_private=settings.crm_allow_private), callbacks=CallbackStore(app.redis))
     server = OutboundServer(settings.listen_host, settings.listen_port, handler, settings.esl_command_timeout_ms / 1000.0, WANTED_EVENTS, UNWATCHED_APPS)
@@ -94,11 +103,25 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
     gevent.signal_handler(signal.SIGTERM, stopping.set)
     gevent.signal_handler(signal.SIGINT, stopping.set)
     stopping.wait()
-    log.info("stopping: no new calls; %d running call(s) get %.0f s to finish", server.active, args.drain_seconds)
+    server.stop_accepting()  # from now on a new call is refused and takes the fallback
+    log.info("stopping: new calls are refused; %d running call(s) get %.0f s to finish", server.active, args.drain_seconds)
     dispatcher.stop()
     for watcher in watchers:
         watcher.stop()
-    server.stop(timeout=args.drain_seconds)
+    left = server.drain(args.drain_seconds)
+    if left:
+        log.warning("stopping: %d call(s) still running after %.0f s are cut (FreeSWITCH continues their dialplan "
+                    "to the fallback); raise --drain-seconds to let them finish", left, args.drain_seconds)
+        server.kill_calls()
+    else:
+        log.info("stopping: every call has ended")
+    # Background greenlets: the dispatcher ends within its pass interval (2 s).
+    dispatching.join(timeout=10)
+    if not dispatching.dead:
+        log.warning("stopping: the callback dispatcher did not end within 10 s; stopped")
+        dispatching.kill(block=True, timeout=2)
+    legs.close()
+    wakeups.stop()
     # The calls have ended (or were cut): write their queued history rows before exiting.
     queued = recorder.history.queued
     if recorder.close(timeout=args.history_flush_seconds):

@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             proc.terminate()
     for proc in procs.values():
         try:
-            proc.wait(timeout=15)
+            # The orchestrator lets running calls finish (--drain-seconds, 30) and writes
+            # their history (--history-flush-seconds, 15) before it exits.
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
     return status
@@ -114,6 +116,9 @@ def _simulate(settings: object, number: str, caller: str) -> int:
     return sim_cli.main([
         "--conf", str(conf), "--orchestrator", address, "--call", number, "--from", caller,
         "--time-scale", "0.2", "--hangup-after", "60",
+        # The simulated FreeSWITCH host has the recordings folder the overlay's install
+        # creates (FreeSWITCH's record creates none: freeswitch-conf/README.md).
+        "--folder", str(settings.recordings_dir),  # type: ignore[attr-defined]
         "--user", "101@demo.pbx.local:noanswer", "--user", "102@demo.pbx.local:answer:3:5",
     ])
 
