@@ -22,6 +22,9 @@ the transcripts:
 * hangup on an unanswered call: SIP 480, sip_hangup_disposition=send_refuse (P08c).
 * rxfax (mod_spandsp): fax_success, fax_result_code, fax_result_text and the page
   counters; the simulated document is stored on the call.
+* record and rxfax create no folder: a file in a folder the simulated host lacks
+  (``FreeSwitchSim.folders``) fails as on FreeSWITCH 1.10.12 (record: hang-up
+  DESTINATION_OUT_OF_ORDER at once; rxfax: result 41 after the negotiation).
 """
 from __future__ import annotations
 
@@ -291,6 +294,15 @@ def _record(ch: Channel, data: str) -> None:
     max_sec = _int(args[1], 0) if len(args) > 1 else 0
     if not ch.media:
         ch.pre_answer()
+    if not ch.sim.folder_exists(_parent(path)):
+        # switch_ivr_record_file_event opens the file without creating its folder:
+        # "mod_sndfile.c:281 Error Opening File", then hangs the channel up with
+        # DESTINATION_OUT_OF_ORDER at once (record_function hangs up again on the
+        # error). No RECORD_START, no record_* variables; CHANNEL_HANGUP comes before
+        # the EXECUTE_COMPLETE. Seen on FreeSWITCH 1.10.12: both in the same ms.
+        ch.sim.log_lines.append((ch.uuid, "[WARNING] mod_sndfile.c:281 Error Opening File [%s] [No Error.]" % path))
+        ch.hangup("DESTINATION_OUT_OF_ORDER")
+        return
     ch.fire("RECORD_START", after=[("Record-File-Path", path)])
     started = ch.sim.clock.now()
     terms = _terminators(ch)
@@ -317,6 +329,9 @@ def _record(ch: Channel, data: str) -> None:
 def _rxfax(ch: Channel, data: str) -> None:
     if not ch.times["answered"]:
         ch.answer()
+    if not ch.sim.folder_exists(_parent(data.strip())):
+        _rxfax_unwritable(ch)
+        return
     reason = idle(ch, ch.sim.fax_duration, breakable=False)
     ok = reason == "timeout"
     pages = "1" if ok else "0"
@@ -330,6 +345,23 @@ def _rxfax(ch: Channel, data: str) -> None:
     if ok:
         ch.recordings.append({"path": data.strip(), "kind": "fax", "pages": 1,
                               "seconds": ch.sim.fax_duration, "ended_by": "done"})
+
+
+def _rxfax_unwritable(ch: Channel) -> None:
+    """rxfax into a folder that does not exist: spandsp negotiates (phase B), fails to
+    open the TIFF when the document starts, and ends the session with T30_ERR_FILEERROR
+    (41, "TIFF/F file cannot be opened"); rxfax returns and the channel stays up.
+    Seen on FreeSWITCH 1.10.12: result after 9.6 s (a whole page took 16 s), no hang-up."""
+    reason = idle(ch, ch.sim.fax_duration * 0.6, breakable=False)
+    ch.set_vars([("fax_success", "0"), ("fax_result_code", "41" if reason == "timeout" else "49"),
+                 ("fax_result_text", "TIFF/F file cannot be opened" if reason == "timeout" else "The call dropped prematurely"),
+                 ("fax_ecm_used", "off"), ("fax_local_station_id", "SpanDSP Fax Ident"),
+                 ("fax_remote_station_id", "SIM-FAX"), ("fax_document_transferred_pages", "0"),
+                 ("fax_document_total_pages", "0")])
+
+
+def _parent(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else "."
 
 
 def _int(text: str, default: int) -> int:

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password", default="ClueCon")
     p.add_argument("--time-scale", type=float, default=1.0, help="real seconds per simulated second")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="extra preprocessor global")
+    p.add_argument("--folder", action="append", default=[], metavar="PATH",
+                   help="a folder that exists on the simulated FreeSWITCH host besides recordings_dir and /tmp "
+                        "(record and rxfax create none, as on FreeSWITCH)")
     p.add_argument("--user", action="append", default=[], metavar="USER@DOMAIN[:BEHAVIOUR]",
                    help="a registered phone, e.g. 1001@acme.example:answer:2")
     p.add_argument("--external", action="append", default=[], metavar="NUMBER[:BEHAVIOUR]")
@@ -67,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name, _, value = item.partition("=")
         globals_[name] = value
     sim = FreeSwitchSim(conf_dir=args.conf, globals=globals_, esl_password=args.password,
-                        time_scale=args.time_scale, esl_port=args.esl_port)
+                        time_scale=args.time_scale, esl_port=args.esl_port, folders=args.folder)
     sim.orchestrator_address = args.orchestrator
     for spec in args.user:
         who, _, beh = spec.partition(":")

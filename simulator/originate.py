@@ -7,7 +7,10 @@ Behaviour reproduced (transcripts P01-P04, P06, inbound_07-10, and switch_ivr_or
   end rings) waits for ``leg_delay_start`` (P03: only the INVITE is delayed).
 * Timeouts tick on whole seconds of the clock: ``leg_timeout=N`` and
   ``leg_delay_start=N`` act when floor(now) - floor(start) reaches N+1;
-  ``originate_timeout``/``call_timeout`` (default 60) when it reaches N.
+  ``originate_timeout``/``call_timeout`` (default 60) when it reaches N. A LONE
+  ``user/`` leg (one leg, no ``|``, no forked_dial) is the blocking originate of
+  mod_dptools user_outgoing_channel(): its ``leg_timeout=N`` acts when the difference
+  reaches N, with NO_ANSWER (it rings N-1..N s).
 * Outcomes: the first leg to answer wins, the others are cancelled LOSE_RACE; the caller
   hanging up cancels every leg ORIGINATOR_CANCEL; leg_timeout -> ALLOTTED_TIMEOUT;
   originate timeout -> NO_ANSWER; a 486 -> USER_BUSY (sip_hangup_disposition=recv_refuse).
@@ -232,7 +235,7 @@ def originate(sim: FreeSwitchSim, groups: list[list[LegSpec]], caller: Channel |
     all_legs: list[Leg] = []
     cause = "NORMAL_CLEARING"
     for group in groups:
-        result = _originate_group(sim, group, caller, default_timeout, all_legs)
+        result = _originate_group(sim, group, caller, default_timeout, all_legs, forked=len(groups) > 1)
         all_legs += result.legs
         cause = result.cause
         if result.winner is not None:
@@ -250,7 +253,7 @@ def _int(value: str | None, default: int) -> int:
 
 
 def _originate_group(sim: FreeSwitchSim, group: list[LegSpec], caller: Channel | None,
-                     default_timeout: int, earlier: list[Leg]) -> OriginateResult:
+                     default_timeout: int, earlier: list[Leg], forked: bool = False) -> OriginateResult:
     clock = sim.clock
     start = clock.now()
     wake = GEvent()
@@ -265,11 +268,23 @@ def _originate_group(sim: FreeSwitchSim, group: list[LegSpec], caller: Channel |
     overall = clock.tick_deadline(start, timeout) if timeout > 0 else None
     ignore_early = (gvars.get("ignore_early_media") or "").lower() == "true"
     deadlines: dict[int, float] = {}
+    timeout_causes: dict[int, str] = {}
+    forked = forked or len(group) > 1 or (gvars.get("forked_dial") or "").lower() == "true"
     for i, leg in enumerate(legs):
         if leg.ch is None:
             continue
         lt = _int(leg.spec.vars.get("leg_timeout"), 0)
-        if lt > 0:
+        if lt > 0 and leg.spec.target.startswith("user/") and not forked:
+            # A lone user/ leg: mod_dptools user_outgoing_channel() runs a BLOCKING
+            # originate of the directory's dial-string with timelimit = leg_timeout
+            # (call_timeout of the calling channel first); that originate gives up when
+            # elapsed >= timelimit, i.e. one whole-second tick EARLIER than a leg's own
+            # elapsed > leg_timeout, with NO_ANSWER. Several legs (SOF_FORKED_DIAL ->
+            # SOF_NOBLOCK) return at once and the outer per-leg check applies.
+            # FreeSWITCH 1.10.12: ring_seconds 3 rang 2.1-2.7 s, NO_ANSWER.
+            deadlines[i] = clock.tick_deadline(start, lt)
+            timeout_causes[i] = "NO_ANSWER"
+        elif lt > 0:
             deadlines[i] = clock.tick_deadline(start, lt + 1)
         delay = _int(leg.spec.vars.get("leg_delay_start"), 0)
         at = clock.tick_deadline(start, delay + 1) if delay > 0 else start
@@ -305,7 +320,7 @@ def _originate_group(sim: FreeSwitchSim, group: list[LegSpec], caller: Channel |
                 if now >= at:
                     del deadlines[i]
                     if legs[i].pending:
-                        fail_leg(legs[i], "ALLOTTED_TIMEOUT", "send_cancel")
+                        fail_leg(legs[i], timeout_causes.get(i, "ALLOTTED_TIMEOUT"), "send_cancel")
             nxt = [t for t in [overall, *deadlines.values()] if t is not None]
             wait = (min(nxt) - now) if nxt else 3600.0
             wake.clear()

@@ -5,7 +5,7 @@ import itertools
 import logging
 import uuid as uuidlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import gevent
 from gevent.pool import Group
@@ -35,7 +35,7 @@ class FreeSwitchSim:
 
     def __init__(self, conf_dir: str | Path | None = None, globals: dict[str, str] | None = None,
                  esl_password: str = "ClueCon", time_scale: float = 0.05, hostname: str = "sim",
-                 esl_port: int = 0, esl_host: str = "127.0.0.1") -> None:
+                 esl_port: int = 0, esl_host: str = "127.0.0.1", folders: Iterable[str] = ()) -> None:
         self.clock = SimClock(time_scale)
         self.identity = Identity(hostname=hostname)
         self.bus = EventBus(self.clock, self.identity)
@@ -66,6 +66,13 @@ class FreeSwitchSim:
         self.default_domain = self.global_vars.get("domain", "127.0.0.1")
         self.esl_password = esl_password
         self._inbound = InboundServer(self, esl_host, esl_port, esl_password)
+        # Folders that exist on the simulated FreeSWITCH host. FreeSWITCH creates its own
+        # directories at start (switch_core_init: switch_dir_make_recursive of
+        # recordings_dir, temp_dir ...); ``record`` and ``rxfax`` create none, so a file
+        # in any other folder fails as it does on a real FreeSWITCH (apps.py).
+        self.folders: set[str] = {_folder(self.global_vars.get("recordings_dir", "/usr/local/freeswitch/recordings")),
+                                  _folder(self.global_vars.get("temp_dir", "/tmp"))}
+        self.folders.update(_folder(f) for f in folders)
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> FreeSwitchSim:
@@ -104,6 +111,13 @@ class FreeSwitchSim:
 
     def spawn(self, func: Callable[..., Any], *args: Any) -> gevent.Greenlet:
         return self._group.spawn(func, *args)
+
+    def add_folder(self, path: str) -> None:
+        """Make a folder exist on the simulated host (like ``install -d`` there)."""
+        self.folders.add(_folder(path))
+
+    def folder_exists(self, path: str) -> bool:
+        return _folder(path) in self.folders
 
     # ------------------------------------------------------------ endpoints
     def add_user(self, user: str, domain: str, registered: bool = True, behavior: Behavior | None = None) -> Endpoint:
@@ -303,3 +317,8 @@ def _run_inline(ch: Channel, app_name: str, data: str) -> None:
 def _hangup_peer(peer: Channel, gone: Channel) -> None:
     """A loopback pair ends together, with the cause of the side that ended first."""
     peer.hangup(gone.hangup_cause or "NORMAL_CLEARING")
+
+
+def _folder(path: str) -> str:
+    """A folder path in one spelling: no trailing or doubled slashes."""
+    return "/" + "/".join(part for part in path.split("/") if part) if path.startswith("/") else path.rstrip("/")

@@ -155,7 +155,7 @@ def test_fax_is_received_stored_and_the_call_ends(sim, e2e_db):  # noqa: F811
     names = app_names(call)
     assert names.index("answer") < names.index("rxfax")
     (fax,) = [r for r in call.recordings if r.get("kind") == "fax"]
-    assert fax["path"] == "/rec/%d/fax/%s.tif" % (tenant_id, call.uuid)
+    assert fax["path"] == "/rec/fax-%d-%s.tif" % (tenant_id, call.uuid)
     assert call.hangup_cause == "NORMAL_CLEARING"
     wait_until(lambda: records_for(factory, call.uuid), what="call history row")
     with factory() as session:

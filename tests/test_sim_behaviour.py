@@ -168,7 +168,7 @@ def test_socket_fallback_with_the_project_dialplan() -> None:
         assert apps[:4] == ["set", "set", "socket", "transfer"] and "bridge" in apps
         assert c.bridged_to == "+79160000001" and ep.legs[0].answered_at is not None
         c2 = s.place_call("+74951110001", hangup_after=9).wait(10)
-        assert c2.recordings and c2.recordings[0]["path"] == "/rec/pbx/fallback/+74951110001/%s.wav" % c2.uuid
+        assert c2.recordings and c2.recordings[0]["path"] == "/rec/pbx-fallback-+74951110001-%s.wav" % c2.uuid
     finally:
         s.stop()
 
@@ -239,4 +239,4 @@ def test_cli_places_a_call_through_the_fallback() -> None:
         capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
     assert out.returncode == 0, out.stderr
     assert "CHANNEL_EXECUTE            socket" in out.stdout and "ended: NORMAL_CLEARING" in out.stdout
-    assert "recording /rec/pbx/fallback/+74951234567/" in out.stdout
+    assert "recording /rec/pbx-fallback-+74951234567-" in out.stdout
