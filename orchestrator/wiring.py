@@ -98,10 +98,18 @@ def policy_from(settings: Settings) -> Policy:
 class Database:
     engine: Any
     session_factory: Any
+    publishes_versions: bool = False  # attach_version_publisher ran (once per Database)
 
 
-def database(settings: Settings, *, seed_demo: bool | None = None) -> Database:
-    """Engine + migrations; the embedded SQLite database gets the demo tenant once."""
+def database(settings: Settings, *, seed_demo: bool | None = None, redis_client_: redis.Redis | None = None) -> Database:
+    """Engine + migrations; the embedded SQLite database gets the demo tenant once.
+
+    Every commit that changes routing data through this database publishes the new
+    versions to Redis (``attach_version_publisher``), whoever commits: the orchestrator,
+    the admin panel, ``pbx-tenant import``, a worker. Building the database here is
+    the only way in, so no writer can forget to publish. ``redis_client_``: the
+    process's client; without it one is made for ``settings`` (REDIS_URL, else the
+    embedded Redis) at the first publish, so read-only users never connect."""
     from orchestrator.db.engine import make_engine, make_session_factory
     from orchestrator.db.migrate import upgrade
 
@@ -116,9 +124,26 @@ def database(settings: Settings, *, seed_demo: bool | None = None) -> Database:
     factory = make_session_factory(engine)
     if seed_demo is None:
         seed_demo = not settings.database_url
+    db = Database(engine, factory)
+    if redis_client_ is not None:
+        attach_version_publisher(db, RoutingVersions(redis_client_))
+    else:
+        attach_version_publisher(db, _lazy_versions(settings))
     if seed_demo:
         seed_demo_tenant(factory)
-    return Database(engine, factory)
+    return db
+
+
+def _lazy_versions(settings: Settings) -> Callable[[], RoutingVersions]:
+    """The settings' Redis, connected at the first call (the first routing change)."""
+    made: list[RoutingVersions] = []
+
+    def get() -> RoutingVersions:
+        if not made:
+            made.append(RoutingVersions(redis_client(resolve_redis_url(settings))))
+        return made[0]
+
+    return get
 
 
 def seed_demo_tenant(session_factory: Any) -> None:
@@ -149,10 +174,9 @@ class Orchestrator:
 def orchestrator(settings: Settings, *, run_blocking: Callable[..., Any] = run_in_threadpool) -> Orchestrator:
     from orchestrator.db.snapshot import load_routing_index, load_tenant_snapshot
 
-    db = database(settings)
     client = redis_client(resolve_redis_url(settings))
+    db = database(settings, redis_client_=client)  # publishes routing versions on this client
     versions = RoutingVersions(client)
-    attach_version_publisher(db, versions)
 
     def load_index() -> Any:
         with db.session_factory() as session:
@@ -167,17 +191,28 @@ def orchestrator(settings: Settings, *, run_blocking: Callable[..., Any] = run_i
     return Orchestrator(settings, db, client, cache, calls, policy_from(settings), AgentStore(client))
 
 
-def attach_version_publisher(db: Database, versions: RoutingVersions) -> None:
-    """After every commit that changed routing data, publish the new versions."""
+def attach_version_publisher(db: Database, versions: RoutingVersions | Callable[[], RoutingVersions]) -> None:
+    """After every commit that changed routing data, publish the new versions.
+
+    ``database()`` already does this for every Database it builds; a second call on the
+    same Database does nothing (publishing twice would be harmless, the versions only go
+    up, but is wasted work)."""
     from orchestrator.db.engine import add_change_publisher
+
+    if db.publishes_versions:
+        return
+    db.publishes_versions = True
 
     def publish(changed: dict[int, int], index_version: int | None) -> None:
         try:
-            versions.publish(changed, index_version)
-        except redis.RedisError as exc:
+            target = versions if isinstance(versions, RoutingVersions) else versions()
+            target.publish(changed, index_version)
+        except (redis.RedisError, OSError) as exc:
             # The orchestrators then keep their cached snapshot until the next change
             # or until Redis is back and the version is seeded again.
-            log.error("could not publish routing versions %s to Redis: %s", changed, exc)
+            log.error("routing data committed, but its versions %s were not published to Redis (%s): running "
+                      "orchestrators keep the old routing until the next published change; once Redis answers, "
+                      "save the change again (or any change of the tenant)", changed, exc)
 
     add_change_publisher(db.session_factory, publish)
 
@@ -194,12 +229,12 @@ def _mail_notifier(settings: Settings, client: redis.Redis, job: str, what: str)
     A Redis failure while enqueuing is logged; the row stays stored, the call goes on."""
     from rq import Queue, Retry
 
-    from workers import DEFAULT_QUEUE
+    from workers import DEFAULT_QUEUE, SERIALIZER
 
     if not settings.smtp_host:
         log.info("%s e-mail is off: PBX_SMTP_HOST is empty", what)
         return None
-    queue = Queue(DEFAULT_QUEUE, connection=client)
+    queue = Queue(DEFAULT_QUEUE, connection=client, serializer=SERIALIZER)  # JSON, as pbx-worker reads it
 
     def enqueue(tenant_id: int, row_id: int) -> None:
         try:
