@@ -19,8 +19,8 @@ from werkzeug.security import generate_password_hash
 from wtforms import BooleanField, PasswordField
 from wtforms.validators import ValidationError
 
-from admin.auth import current_user, is_disabled, with_disabled
-from admin.scoping import TenantScopedView, scoped_picker
+from admin.auth import current_user, is_disabled, new_session_version, remember_session_version, with_disabled
+from admin.scoping import TenantScopedView, ajax_picker, ajax_picker_args
 from orchestrator.db.accounts import AdminRole, AdminUser
 from orchestrator.db.models import Employee
 
@@ -79,9 +79,9 @@ class AccountView(TenantScopedView):
 
     def __init__(self, db: scoped_session, **kw: Any) -> None:
         self.form_args = {
-            "employee": {**scoped_picker(db, Employee), "get_label": employee_label,
-                         "label": "Employee (their profile; a restricted account sees this employee's calls)"},
+            "employee": ajax_picker_args("Employee (their profile; a restricted account sees this employee's calls)"),
         }
+        self.form_ajax_refs = {"employee": ajax_picker(db, Employee, ["extension", "name"], employee_label)}
         super().__init__(AdminUser, db, **kw)
 
     # forms ------------------------------------------------------------------------------
@@ -148,7 +148,14 @@ class AccountView(TenantScopedView):
         disabled = is_disabled(current) if own else form.disabled.data
         if password:
             current = generate_password_hash(password)
+        before = model.password_hash
         model.password_hash = with_disabled(current, bool(disabled))
+        if not is_created and model.password_hash != before:  # new password, disabled or enabled
+            new_session_version(model)  # the account's open sessions end (one's own: kept, below)
+
+    def after_model_change(self, form: Any, model: AdminUser, is_created: bool) -> None:
+        if model.id == self.user.id:  # one's own new password: this session stays signed in
+            remember_session_version(model.session_version)
 
     def on_model_delete(self, model: AdminUser) -> None:
         if model.id == self.user.id:
@@ -176,6 +183,7 @@ class AccountView(TenantScopedView):
                 continue
             if is_disabled(row.password_hash) != disabled:
                 row.password_hash = with_disabled(row.password_hash, disabled)
+                new_session_version(row)
                 changed += 1
         self.session.commit()
         flash("%d account%s %s." % (changed, "" if changed == 1 else "s", "disabled" if disabled else "enabled"),

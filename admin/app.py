@@ -9,11 +9,12 @@ from typing import Any
 import redis
 from flask import Flask, redirect, request, url_for
 from flask_admin import Admin, AdminIndexView, expose
+from flask_admin.theme import Bootstrap4Theme
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import scoped_session, sessionmaker
 from werkzeug.wrappers import Response
 
-from admin import auth, pages
+from admin import auth, pages, security
 from admin.accounts import AccountView
 from admin.directory import make_directory_blueprint
 from admin.explain import ExplainView
@@ -90,6 +91,7 @@ def create_app(settings: Settings, session_factory: sessionmaker, on_change: Pub
     with session_factory.begin() as session:
         auth.bootstrap_operator(session, settings.admin_password)
 
+    security.install(app, settings.trusted_proxies)
     csrf = CSRFProtect(app)
     directory = make_directory_blueprint(settings, db)
     csrf.exempt(directory)
@@ -100,6 +102,10 @@ def create_app(settings: Settings, session_factory: sessionmaker, on_change: Pub
     def _load_user() -> None:
         auth.load_user(db())
 
+    @app.context_processor
+    def _signed_in() -> dict[str, Any]:
+        return {"pbx_user": auth.current_user()}
+
     @app.teardown_appcontext
     def _remove_session(exc: BaseException | None) -> None:
         db.remove()
@@ -108,7 +114,8 @@ def create_app(settings: Settings, session_factory: sessionmaker, on_change: Pub
     def _root() -> Response:
         return redirect(url_for("admin.index"))
 
-    panel = Admin(app, name="Cloud PBX", index_view=HomeView(url="/admin"))
+    panel = Admin(app, name="Cloud PBX", index_view=HomeView(url="/admin"),
+                  theme=Bootstrap4Theme(base_template="pbx/base.html"), csp_nonce_generator=security.csp_nonce)
     with warnings.catch_warnings():
         # Flask-Admin 2.x prefers a Flask-SQLAlchemy ``db`` object; a plain scoped_session
         # is still supported (and is what a non-Flask-SQLAlchemy app has).

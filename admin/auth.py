@@ -12,10 +12,20 @@ company's call history, their own profile), restricted (their own calls and prof
 A disabled account keeps its row and its password hash behind a ``!`` (the way
 ``passwd -l`` locks a Unix account): it cannot log in, its open sessions end at their
 next request, and enabling it again restores the same password.
+
+Sessions are checked against the database on every request: the cookie carries the
+account's ``session_version``, which logging out, a new password and disabling the
+account raise, so every session signed with the old version ends (a copied cookie
+included, on every device: logging out signs the account out everywhere). An account of
+a suspended tenant is signed out at its next request. An unknown username costs the same
+scrypt verification as a known one (``DUMMY_HASH``), so login time does not tell whether
+a username exists.
 """
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlparse
 
 from flask import (
@@ -105,6 +115,19 @@ def password_matches(password_hash: str, password: str) -> bool:
     return check_password_hash(password_hash.removeprefix(DISABLED_MARK), password)
 
 
+@lru_cache(maxsize=1)
+def dummy_hash() -> str:
+    """A hash of a random password with the same method and cost as real ones: verified
+    for unknown usernames so that they take as long as known ones."""
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+def new_session_version(user: AdminUser) -> int:
+    """End every open session of ``user`` (its next request finds it signed out)."""
+    user.session_version = (user.session_version or 0) + 1
+    return user.session_version
+
+
 def bootstrap_operator(session: Session, password: str) -> None:
     """Create the operator account, or reset its password to the configured one (an
     operator who disabled it keeps it disabled)."""
@@ -114,16 +137,39 @@ def bootstrap_operator(session: Session, password: str) -> None:
                               password_hash=generate_password_hash(password)))
     elif not password_matches(user.password_hash, password):
         user.password_hash = with_disabled(generate_password_hash(password), is_disabled(user.password_hash))
+        new_session_version(user)
+
+
+SESSION_USER = "admin_user_id"
+SESSION_VERSION = "admin_session_version"
 
 
 def load_user(db: Session) -> None:
-    """``before_request``: put the logged-in user (if any) in ``g.admin_user``."""
-    user_id = session.get("admin_user_id")
-    if not isinstance(user_id, int):
+    """``before_request``: put the logged-in user (if any) in ``g.admin_user``. A session
+    that no longer holds (logged out elsewhere, new password, account disabled or deleted,
+    tenant suspended) is cleared: the user is signed out."""
+    user_id = session.get(SESSION_USER)
+    if user_id is None:
         return
-    user = db.get(AdminUser, user_id)
-    if user is not None and not is_disabled(user.password_hash):
-        g.admin_user = CurrentUser(user.id, user.username, user.role, user.tenant_id, user.employee_id)
+    version = session.get(SESSION_VERSION)
+    row = None
+    if isinstance(user_id, int) and isinstance(version, int):
+        row = db.execute(select(AdminUser, Tenant.enabled).outerjoin(Tenant, Tenant.id == AdminUser.tenant_id)
+                         .where(AdminUser.id == user_id)).first()
+    if row is None:
+        session.clear()
+        return
+    user, tenant_enabled = row
+    if (user.session_version != version or is_disabled(user.password_hash)
+            or (user.tenant_id is not None and not tenant_enabled)):
+        session.clear()
+        return
+    g.admin_user = CurrentUser(user.id, user.username, user.role, user.tenant_id, user.employee_id)
+
+
+def remember_session_version(version: int) -> None:
+    """After changing one's own password: keep this session (the others end)."""
+    session[SESSION_VERSION] = version
 
 
 class LoginForm(FlaskForm):
@@ -154,7 +200,10 @@ def _safe_next(target: str | None) -> str:
 
 def _refusal(db_session: Session | scoped_session, user: AdminUser | None, password: str) -> str | None:
     """Why these credentials do not log in, or None when they do."""
-    if user is None or not password_matches(user.password_hash, password):
+    if user is None:
+        password_matches(dummy_hash(), password)  # the same cost as a known username
+        return "Wrong username or password."
+    if not password_matches(user.password_hash, password):
         return "Wrong username or password."
     if is_disabled(user.password_hash):
         return "This account is disabled; ask your administrator."
@@ -186,15 +235,22 @@ def make_blueprint(db_session: scoped_session, throttle: LoginThrottle) -> Bluep
                 throttle.reset(username, address)
                 session.clear()
                 session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME
-                session["admin_user_id"] = user.id
+                session[SESSION_USER] = user.id
+                session[SESSION_VERSION] = user.session_version or 0
                 return redirect(_safe_next(request.args.get("next")))
             throttle.record_failure(username, address)
         elif request.method == "POST":
             error = "Please fill in both fields."
         return render_template_string(LOGIN_PAGE, form=form, error=error)
 
-    @bp.route("/logout", methods=["POST", "GET"])
+    @bp.route("/logout", methods=["POST"])  # CSRF-protected like every POST (CSRFProtect)
     def logout() -> Response:
+        user = current_user()
+        if user is not None:
+            row = db_session.get(AdminUser, user.id)
+            if row is not None:
+                new_session_version(row)
+                db_session.commit()
         session.clear()
         return redirect(url_for("auth.login"))
 

@@ -1,7 +1,19 @@
 """Templates of the panel's own pages (profile, live state), served from memory so the
-package needs no template files; each extends Flask-Admin's master layout."""
+package needs no template files; each extends Flask-Admin's master layout.
+
+The layout (``pbx/base.html``) adds the "Log out" button and the panel's one script of
+event handlers. The panel's Content-Security-Policy (``admin.security``) allows scripts
+only from the panel itself or with the request's nonce, so inline event handlers
+(``onclick="..."``) do not run: our templates mark elements with ``data-pbx-*``
+attributes instead, and the few Flask-Admin templates that carry inline handlers are
+served patched the same way (``FLASK_ADMIN_PATCHES``; a Flask-Admin upgrade that changes
+them fails at start, not silently in the browser).
+"""
 from __future__ import annotations
 
+from pathlib import Path
+
+import flask_admin
 from jinja2 import DictLoader
 
 PROFILE = """{% extends 'admin/master.html' %}
@@ -40,7 +52,7 @@ LIVE = """{% extends 'admin/master.html' %}
     <input type="search" name="find" id="find" value="{{ find }}" placeholder="name or SIP domain"
            class="form-control form-control-sm mr-2">
     <button type="submit" class="btn btn-sm btn-secondary mr-2">Find</button>
-    <select name="tenant" onchange="this.form.submit()" class="form-control form-control-sm">
+    <select name="tenant" data-pbx-autosubmit class="form-control form-control-sm">
       {% for t in tenants %}
         <option value="{{ t.id }}" {% if t.id == tenant_id %}selected{% endif %}>{{ t.name }} ({{ t.sip_domain }})</option>
       {% endfor %}
@@ -208,7 +220,7 @@ SIP_PASSWORD_ACTION = """<div class="card mt-4" id="sip-password-action"><div cl
   A new password replaces the current one at once: the phone must be given the new one.
   It is shown only once, on the next page.</p>
   <form method="post" action="{{ url_for('.sip_password', id=model.id) }}"
-        onsubmit="return confirm('Replace the SIP password of {{ model.extension }}? The phone stops registering until it has the new one.');">
+        data-pbx-confirm="Replace the SIP password of {{ model.extension }}? The phone stops registering until it has the new one.">
     <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
     <div class="form-check mb-2">
       <input class="form-check-input" type="checkbox" name="email_it" value="y" id="email_it"
@@ -272,10 +284,73 @@ look the caller up (last agent, CRM) treat the caller as unknown here.</p>
 {% endblock %}
 """
 
-TEMPLATES = {"pbx/profile.html": PROFILE, "pbx/explain.html": EXPLAIN, "pbx/live.html": LIVE, "pbx/sip_password.html": SIP_PASSWORD,
+BASE = """{% extends 'admin/base.html' %}
+{% block access_control %}
+  {% if pbx_user %}
+  <form method="post" action="{{ url_for('auth.logout') }}" class="form-inline ml-lg-3" id="logout-form">
+    <input name="csrf_token" type="hidden" value="{{ csrf_token() }}">
+    <span class="navbar-text mr-2">{{ pbx_user.username }}</span>
+    <button type="submit" class="btn btn-sm btn-outline-light">Log out</button>
+  </form>
+  {% endif %}
+{% endblock %}
+{% block tail_js %}
+{{ super() }}
+<script {{ admin_csp_nonce_attribute }}>
+(function () {
+  /* The panel's event handlers (no inline onclick: see admin.pages). */
+  document.addEventListener('click', function (e) {
+    var el = e.target.closest('[data-pbx-action]');
+    if (el) { e.preventDefault(); modelActions.execute(el.getAttribute('data-pbx-action')); return; }
+    el = e.target.closest('[data-pbx-add-inline]');
+    if (el) { e.preventDefault(); faForm.addInlineField(el, el.getAttribute('data-pbx-add-inline')); return; }
+    el = e.target.closest('[data-pbx-no-follow]');
+    if (el) { e.preventDefault(); return; }
+    el = e.target.closest('button[data-pbx-confirm], a[data-pbx-confirm]');
+    if (el && !window.confirm(el.getAttribute('data-pbx-confirm'))) { e.preventDefault(); e.stopPropagation(); }
+  }, true);
+  document.addEventListener('submit', function (e) {
+    var q = e.target.getAttribute && e.target.getAttribute('data-pbx-confirm');
+    if (q && !window.confirm(q)) { e.preventDefault(); }
+  });
+  document.addEventListener('change', function (e) {
+    if (e.target.hasAttribute && e.target.hasAttribute('data-pbx-autosubmit')) { e.target.form.submit(); }
+  });
+})();
+</script>
+{% endblock %}
+"""
+
+# Flask-Admin templates with inline event handlers: (template, original, replacement).
+FLASK_ADMIN_PATCHES = (
+    ("admin/actions.html", "onclick=\"return modelActions.execute('{{ p[0] }}');\"",
+     'data-pbx-action="{{ p[0] }}"'),
+    ("admin/model/inline_list_base.html", "onclick=\"faForm.addInlineField(this, '{{ field.id }}');\"",
+     'data-pbx-add-inline="{{ field.id }}"'),
+    ("admin/model/row_actions.html",
+     "onclick=\"return faHelpers.safeConfirm('{{ _gettext('Are you sure you want to delete this record?') }}');\"",
+     "data-pbx-confirm=\"{{ _gettext('Are you sure you want to delete this record?') }}\""),
+    ("admin/model/layout.html", 'onclick="return false;"', "data-pbx-no-follow"),
+)
+
+
+def patched_flask_admin_templates(theme: str = "bootstrap4") -> dict[str, str]:
+    """Flask-Admin's templates of ``FLASK_ADMIN_PATCHES`` with data attributes instead of
+    inline handlers; raises RuntimeError if one no longer has the handler we replace."""
+    root = Path(flask_admin.__file__).parent / "templates" / theme
+    patched: dict[str, str] = {}
+    for name, original, replacement in FLASK_ADMIN_PATCHES:
+        text = patched.get(name) or (root / name).read_text(encoding="utf-8")
+        if original not in text:
+            raise RuntimeError("Flask-Admin's %s changed: no %s to replace; update admin/pages.py" % (name, original))
+        patched[name] = text.replace(original, replacement)
+    return patched
+
+
+TEMPLATES = {"pbx/base.html": BASE, "pbx/profile.html": PROFILE, "pbx/explain.html": EXPLAIN, "pbx/live.html": LIVE, "pbx/sip_password.html": SIP_PASSWORD,
              "pbx/sip_password_action.html": SIP_PASSWORD_ACTION, "pbx/employee_edit.html": EMPLOYEE_EDIT,
              "pbx/employee_details.html": EMPLOYEE_DETAILS}
 
 
 def loader() -> DictLoader:
-    return DictLoader(TEMPLATES)
+    return DictLoader({**patched_flask_admin_templates(), **TEMPLATES})

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from flask import abort
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
 from flask_admin.contrib.sqla.filters import IntEqualFilter
 from flask_admin.contrib.sqla.form import AdminModelConverter
 from flask_admin.contrib.sqla.validators import Unique
@@ -52,6 +53,65 @@ def picked_from_list(form: Any, field: Any) -> None:
 def scoped_picker(db: scoped_session, model: type) -> dict[str, Any]:
     """``form_args`` of a related picker: the tenant's rows only, anything else refused."""
     return {"query_factory": scoped_choices(db, model), "validators": [picked_from_list]}
+
+
+AJAX_PAGE_SIZE = 20  # the most rows one lookup answers, whatever ``limit`` the request asks for
+
+
+class TenantAjaxLoader(QueryAjaxModelLoader):
+    """A searched picker (Flask-Admin's ``form_ajax_refs``): the form renders only the
+    chosen row, and the browser asks ``<view>/ajax/lookup/?name=...&query=...`` for at
+    most ``AJAX_PAGE_SIZE`` matches. Lookups and submitted ids are scoped like
+    ``scoped_choices``: a tenant admin never finds, nor can submit, another tenant's row
+    (``get_one`` answers None for it, and ``picked_from_list`` says so)."""
+
+    def __init__(self, name: str, db: scoped_session, model: type, fields: list[str],
+                 label: Callable[[Any], str] | None = None) -> None:
+        super().__init__(name, db, model, fields=fields, page_size=AJAX_PAGE_SIZE,
+                         order_by=getattr(model, fields[0]), minimum_input_length=0)
+        self.label = label or with_tenant_name
+
+    def get_query(self) -> Any:
+        return scoped_choices(self.session, self.model)()
+
+    def get_one(self, pk: Any) -> Any:
+        try:
+            wanted = int(pk)
+        except (TypeError, ValueError):
+            return None
+        with self.session.no_autoflush:
+            return self.get_query().filter(self.model.id == wanted).one_or_none()  # type: ignore[attr-defined]
+
+    def get_list(self, term: str, offset: int = 0, limit: int = AJAX_PAGE_SIZE) -> Any:
+        limit = max(1, min(int(limit or AJAX_PAGE_SIZE), AJAX_PAGE_SIZE))
+        return super().get_list((term or "")[:100], max(0, int(offset or 0)), limit)
+
+    def format(self, model: Any) -> tuple[Any, str] | None:
+        if model is None:
+            return None
+        return model.id, self.label(model)
+
+
+def with_tenant_name(row: Any) -> str:
+    """Picker label: operators see every tenant's rows, so they get the company too."""
+    user = current_user()
+    if user is not None and user.is_operator and getattr(row, "tenant", None) is not None:
+        return "%s (%s)" % (row, row.tenant.name)
+    return str(row)
+
+
+def ajax_picker(db: scoped_session, model: type, fields: list[str], label: Callable[[Any], str] | None = None,
+                name: str = "") -> TenantAjaxLoader:
+    """A ``form_ajax_refs`` entry: the tenant's rows of ``model``, searched in ``fields``."""
+    return TenantAjaxLoader(name or model.__tablename__, db, model, fields, label)  # type: ignore[attr-defined]
+
+
+def ajax_picker_args(label: str | None = None) -> dict[str, Any]:
+    """``form_args`` of an AJAX picker: anything not found in the tenant's rows refused."""
+    args: dict[str, Any] = {"validators": [picked_from_list]}
+    if label:
+        args["label"] = label
+    return args
 
 
 class ScopedChoiceFilter(IntEqualFilter):

@@ -11,14 +11,22 @@ from __future__ import annotations
 from typing import Any
 
 from flask_admin.contrib.sqla.filters import FilterEqual
-from sqlalchemy import false, or_, select
+from sqlalchemy import false, or_, select, update
 from sqlalchemy.orm import scoped_session
 from wtforms.validators import ValidationError
 
-from admin.scoping import ALL_ROLES, ScopedChoiceFilter, SecureView, TenantScopedView, scoped_picker
+from admin.scoping import (
+    ALL_ROLES,
+    ScopedChoiceFilter,
+    SecureView,
+    TenantScopedView,
+    ajax_picker,
+    ajax_picker_args,
+    scoped_picker,
+)
 from admin.sip_password import SipPasswordAction
 from orchestrator.core.model import TargetKind
-from orchestrator.db.accounts import AdminRole
+from orchestrator.db.accounts import AdminRole, AdminUser
 from orchestrator.db.history import CallRecord, MissedOffer
 from orchestrator.db.models import (
     CallerRule,
@@ -69,6 +77,10 @@ class TenantView(SecureView):
             if problem:
                 getattr(form, field).errors = list(getattr(form, field).errors) + [problem]
                 raise ValidationError(problem)
+        if not is_created and not model.enabled:
+            # Suspended: its accounts' sessions end (and stay ended if it is enabled again).
+            self.session.execute(update(AdminUser).where(AdminUser.tenant_id == model.id)
+                                 .values(session_version=AdminUser.session_version + 1))
 
 
 class EmployeeView(SipPasswordAction, TenantScopedView):
@@ -86,7 +98,8 @@ class EmployeeView(SipPasswordAction, TenantScopedView):
     can_export = False
 
     def __init__(self, db: scoped_session, **kw: Any) -> None:
-        self.form_args = {"voicemail_box": scoped_picker(db, VoicemailBox)}
+        self.form_args = {"voicemail_box": ajax_picker_args()}
+        self.form_ajax_refs = {"voicemail_box": ajax_picker(db, VoicemailBox, ["name", "extension"])}
         super().__init__(Employee, db, **kw)
 
     def on_model_change(self, form: Any, model: Employee, is_created: bool) -> None:
@@ -120,9 +133,12 @@ class DepartmentView(TenantScopedView):
         self.form_args = {**target_form_args("no_answer", "No answer"), "outbound_caller_id": {
             "label": "Outbound caller ID (members without their own; one of the company's numbers)"},
             "queue_announce_every": {"label": "Queue: seconds of music between announcements (5-600)"}}
+        # Members are picked by a search (AJAX), never as one <option> per employee per
+        # member row: 700 members would otherwise render 490,000 options.
         self.inline_models = [(DepartmentMember, {
             "form_columns": ("id", "employee", "order", "weight", "escalation_offset"),
-            "form_args": {"employee": scoped_picker(db, Employee)},
+            "form_args": {"employee": ajax_picker_args()},
+            "form_ajax_refs": {"employee": ajax_picker(db, Employee, ["extension", "name"])},
         })]
         super().__init__(Department, db, **kw)
 
@@ -211,7 +227,8 @@ class VoicemailBoxView(TenantScopedView):
     def __init__(self, db: scoped_session, **kw: Any) -> None:
         self.inline_models = [(VoicemailBoxOwner, {
             "form_columns": ("id", "employee"),
-            "form_args": {"employee": scoped_picker(db, Employee)},
+            "form_args": {"employee": ajax_picker_args()},
+            "form_ajax_refs": {"employee": ajax_picker(db, Employee, ["extension", "name"])},
         })]
         super().__init__(VoicemailBox, db, **kw)
 

@@ -11,6 +11,7 @@ Problems are printed one per line as ``file:line: field: message``; exit status 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -19,11 +20,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from orchestrator.config import from_env
-from orchestrator.db.engine import make_engine, make_session_factory
-from orchestrator.db.migrate import upgrade
 from orchestrator.db.models import Employee, PhoneNumber, Tenant
 from orchestrator.errors import FieldError, PbxError, TenantDataError
 from orchestrator.tenant_doc import export_tenant, import_tenant, load_and_validate
+from orchestrator.tenant_doc.source import read_document
 
 
 def _print_errors(source: str, errors: list[FieldError]) -> None:
@@ -33,17 +33,17 @@ def _print_errors(source: str, errors: list[FieldError]) -> None:
 
 
 def _factory() -> sessionmaker:
-    settings = from_env()
-    url = settings.effective_database_url
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(url)
-    upgrade(engine)
-    return make_session_factory(engine)
+    """The settings' database, migrated, as every process builds it (``wiring.database``):
+    a commit that changes routing data (import, --replace) publishes its version to
+    Redis, so running orchestrators route by it on their next call."""
+    from orchestrator import wiring
+
+    return wiring.database(from_env(), seed_demo=False).session_factory
 
 
 def _read(path: str) -> str:
-    return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    """At most 2 MB (+1 byte to tell), UTF-8: ``tenant_doc.source.read_document``."""
+    return read_document(path)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -71,10 +71,30 @@ def _cmd_export(args: argparse.Namespace) -> int:
             print("no tenant with SIP domain %s (see: pbx-tenant list)" % args.domain, file=sys.stderr)
             return 1
         text = export_tenant(session, tenant_id, with_secrets=args.with_secrets)
+    if args.output and args.with_secrets:
+        return _write_private(args.output, text)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _write_private(path: str, text: str) -> int:
+    """Write SIP passwords to a new file readable by its owner only: created 0600 in one
+    step (no window in which another user can open it), never over an existing file
+    (which may be a link elsewhere or already readable by others)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except FileExistsError:
+        print("%s exists already; the export with secrets writes a new file only: remove it or choose "
+              "another name" % path, file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print("cannot create %s: %s" % (path, exc.strerror), file=sys.stderr)
+        return 1
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
     return 0
 
 

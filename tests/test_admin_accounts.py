@@ -83,8 +83,10 @@ def test_tenant_admin_lists_only_own_accounts_and_pickers(app: Flask, factory: s
     form = scrape(client, "/admin/account/new/")
     assert form.options["role"] == ["tenant_admin", "user", "restricted"]
     b_employees = {str(employee_id(factory, "quix.example", x)) for x in ("101", "102")}
-    assert str(employee_id(factory, "demo.pbx.local", "104")) in form.options["employee"]
-    assert not set(form.options["employee"]) & b_employees
+    # the employee picker is searched (AJAX): its lookup offers only this tenant's employees
+    offered = {str(i) for i, _ in client.get("/admin/account/ajax/lookup/?name=employee&query=").json}
+    assert str(employee_id(factory, "demo.pbx.local", "104")) in offered and not offered & b_employees
+    assert "employee" not in form.options
     assert "tenant" not in form.options and "tenant" not in form.data
     quix = account(factory, "quixadmin")
     for url in ("/admin/account/edit/?id=%d" % quix.id, "/admin/account/details/?id=%d" % quix.id):
@@ -235,7 +237,8 @@ def test_operator_manages_every_account(app: Flask, factory: sessionmaker) -> No
     assert status == 302, page
     assert account(factory, "quixuser").tenant_id == int(b)
     # the operator's employee picker names each employee's company
-    assert "101 Quixperson One (Quixcorp)" in client.get("/admin/account/new/").get_data(as_text=True)
+    offered = [label for _, label in client.get("/admin/account/ajax/lookup/?name=employee&query=Quix").json]
+    assert "101 Quixperson One (Quixcorp)" in offered
 
 
 def test_a_disabled_bootstrap_operator_stays_disabled(factory: sessionmaker) -> None:

@@ -84,11 +84,12 @@ def test_log_in_create_a_department_with_members_and_see_it_listed(
     with factory() as s:
         members = [s.scalars(select(db.Employee.id).where(db.Employee.extension == ext)).one()
                    for ext in ("103", "104")]
-    # Members are added inline with the form's "Add" button; the employee is picked in
-    # the real <select> behind the select2 widget.
+    # Members are added inline with the form's "Add" button (a data-pbx-add-inline
+    # attribute: the CSP allows no inline onclick); the employee is picked in the hidden
+    # input behind the searched (AJAX) select2 widget.
     for i, employee_id in enumerate(members):
-        driver.find_element(By.XPATH, "//a[contains(@onclick, 'addInlineField')]").click()  # type: ignore[attr-defined]
-        new_picker = (By.CSS_SELECTOR, "select[name$='-employee']:not([data-done])")
+        driver.find_element(By.CSS_SELECTOR, "a[data-pbx-add-inline]").click()  # type: ignore[attr-defined]
+        new_picker = (By.CSS_SELECTOR, "input[name$='-employee']:not([data-done])")
         picker = wait.until(ec.presence_of_element_located(new_picker))
         driver.execute_script(  # type: ignore[attr-defined]
             "var s = arguments[0]; s.value = arguments[1]; s.setAttribute('data-done', '1');"

@@ -68,6 +68,20 @@ def test_known_user_gets_password_and_variables(factory: sessionmaker) -> None:
     assert variables["outbound_caller_id_number"] == "+74950000001"
 
 
+def test_user_answer_is_cacheable_so_ring_all_legs_do_not_each_ask_over_http(factory: sessionmaker) -> None:
+    """``<user cacheable="ms">``: FreeSWITCH (switch_xml_locate_user_merged) keeps the
+    merged user that long, for user/ legs and digest auth alike, instead of one HTTP
+    lookup per leg of a ring-all, in turn (admin.directory.USER_CACHE_MS)."""
+    from admin.directory import USER_CACHE_MS
+
+    client = make_app(factory).test_client()
+    for action in ("sip_auth", "user_call"):
+        response = client.post("/freeswitch/directory", data={**SIP_AUTH, "action": action}, headers=basic())
+        user = ET.fromstring(response.data).find("./section[@name='directory']/domain/groups/group/users/user")
+        assert user is not None and user.get("cacheable") == str(USER_CACHE_MS)
+    assert 10_000 <= USER_CACHE_MS <= 3_600_000  # long enough to matter, short enough for a password change
+
+
 @pytest.mark.parametrize("fields", [
     {**SIP_AUTH, "user": "199", "sip_auth_username": "199"},
     {**SIP_AUTH, "domain": "other.example", "key_value": "other.example"},

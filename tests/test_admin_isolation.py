@@ -183,8 +183,10 @@ def requests_for(app: Flask, b_tenant: int, factory: sessionmaker, token: str) -
             gets.append(base + "?find=%s" % value)
             for index in range(len(getattr(view, "_filters", None) or [])):
                 gets.append(base + "?flt0_%d=%s" % (index, value))
-            for name in ("employee", "voicemail_box", "schedule", "members", "owners", "tenant"):
+            for name in ("employee", "voicemail_box", "schedule", "members", "owners", "tenant",
+                         "departmentmember-employee", "voicemailboxowner-employee"):
                 gets.append(base + "?name=%s&query=%s" % (name, value))
+                gets.append(base + "?name=%s&query=&limit=100000" % name)  # everything the picker offers
         if "GET" in rule.methods:
             for url in gets:
                 yield "GET", url, None
@@ -321,9 +323,14 @@ def test_pickers_offer_only_own_rows_and_refuse_injected_ids(app: Flask, factory
     login(client, "a-admin", "a-admin-secret")
 
     dep_form = scrape(client, "/admin/department/edit/?id=%d" % a_dep["200"])
-    member_fields = [n for n in dep_form.options if n.endswith("-employee")]
-    assert member_fields and not any(set(dep_form.options[n]) & {str(i) for i in b_emp.values()}
-                                     for n in member_fields)
+    member_fields = [n for n in dep_form.data if n.startswith("members-") and n.endswith("-employee")]
+    assert member_fields and not any(dep_form.data[n] in {str(i) for i in b_emp.values()} for n in member_fields)
+    # the member picker is searched (AJAX): its lookup offers A's employees only, whatever the query
+    for query in ("", "10", "Ivan"):
+        found = client.get("/admin/department/ajax/lookup/?name=departmentmember-employee&query=%s" % query).json
+        assert found and {row[0] for row in found} <= set(a_emp.values()), (query, found)
+    assert client.get("/admin/department/ajax/lookup/?name=departmentmember-employee&query=Quixperson"
+                      ).json == []
     dep_form.data[member_fields[0]] = str(b_emp["101"])
     page = client.post("/admin/department/edit/?id=%d" % a_dep["200"], data=dep_form.data)
     assert page.status_code == 200 and "Not a valid choice" in page.get_data(as_text=True)
@@ -335,7 +342,8 @@ def test_pickers_offer_only_own_rows_and_refuse_injected_ids(app: Flask, factory
                                                data=num_form.data).get_data(as_text=True)
 
     emp_form = scrape(client, "/admin/employee/new/")
-    assert not set(emp_form.options["voicemail_box"]) & {str(i) for i in b_box.values()}
+    boxes = client.get("/admin/employee/ajax/lookup/?name=voicemail_box&query=").json
+    assert boxes and not {row[0] for row in boxes} & set(b_box.values())
     assert "tenant" not in emp_form.data
     emp_form.data.update({"name": "Picker Test", "extension": "190", "ring_seconds": "20", "role": "user",
                           "voicemail_box": str(b_box["800"]), "tenant": str(b)})

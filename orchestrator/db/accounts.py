@@ -36,6 +36,8 @@ class AdminUser(Base):
     )
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
     employee_id: Mapped[int | None] = mapped_column(ForeignKey("employee.id", ondelete="SET NULL"))
+    # Raised by logout, a new password, disabling: sessions signed with an older one end.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     tenant: Mapped[Tenant | None] = relationship()
     employee: Mapped[Employee | None] = relationship()
