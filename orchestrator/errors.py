@@ -9,6 +9,9 @@
     │   ├── EslTimeout            FreeSWITCH did not answer within the deadline
     │   └── EslCommandError       FreeSWITCH answered -ERR (carries the hangup cause)
     ├── CallGone                  the call hung up / the socket closed while we worked
+    │   └── CallRefused           we closed a call's socket at set-up (a peer that broke
+    │                             the protocol, never answered, or sent no usable
+    │                             Unique-ID); the session logged why, once
     ├── RoutingError              tenant data cannot route this call (cycle, missing ref)
     ├── TenantDataError           a tenant document or admin form breaks a rule;
     │                             carries a list of FieldError (field path, line, message)
@@ -59,6 +62,11 @@ class EslCommandError(EslError):
 
 class CallGone(PbxError):
     pass
+
+
+class CallRefused(CallGone):
+    """The session refused the call before routing and already logged the one line
+    saying why; FreeSWITCH continues its dialplan after ``socket`` (our fallback)."""
 
 
 class RoutingError(PbxError):

@@ -85,13 +85,24 @@ class FreeSwitchApi:
 
     def show_channels(self) -> list[dict[str, str]]:
         body = self.api("show channels as json", check=True)
+        # Anything but FreeSWITCH's shape is a ProtocolError, never a traceback: deep
+        # nesting (RecursionError), 4,300-digit numbers (ValueError), other types.
         try:
             data = json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise ProtocolError("show channels as json: not JSON (%s)" % exc) from None
+        except ValueError as exc:  # json.JSONDecodeError included
+            raise ProtocolError("show channels as json: not JSON (%s)" % str(exc)[:200]) from None
+        except RecursionError:
+            raise ProtocolError("show channels as json: nested too deeply") from None
+        if not isinstance(data, dict):
+            raise ProtocolError("show channels as json: not an object")
         rows = data.get("rows", [])
-        if int(data.get("row_count", 0)) != len(rows):
-            raise ProtocolError("show channels as json: row_count %r but %d rows" % (data.get("row_count"), len(rows)))
+        count = data.get("row_count", 0)
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ProtocolError("show channels as json: rows is not a list of objects")
+        if isinstance(count, str) and count.isascii() and count.isdigit() and len(count) < 10:
+            count = int(count)
+        if type(count) is not int or count != len(rows):
+            raise ProtocolError("show channels as json: row_count %s but %d rows" % (str(count)[:40], len(rows)))
         return [dict(r) for r in rows]
 
     def _kill_quietly(self, uuid: str) -> None:

@@ -24,9 +24,12 @@ P06, P09 recorded from FreeSWITCH 1.10.12):
 * FreeSWITCH ticks originate timeouts on whole seconds (``originate_timeout=4`` fired
   after 3.75-3.86 s), so our own wait for an originate adds a margin.
 
-Every wait has a timeout (:class:`EslTimeout`); a lost connection fails every pending
-waiter at once (:class:`EslConnectionError`) and, unless closed, the client reconnects
-with exponential backoff and jitter, re-subscribing its events.
+Every read is bounded by the codec's ``wire.INBOUND_LIMITS`` (header line, header block
+and count, body); anything over them or malformed is a :class:`ProtocolError`: one log
+line, the connection is reset. Every wait has a timeout (:class:`EslTimeout`); a lost
+connection fails every pending waiter at once (:class:`EslConnectionError`) and, unless
+closed, the client reconnects with exponential backoff and jitter, re-subscribing its
+events.
 """
 from __future__ import annotations
 
@@ -47,13 +50,22 @@ from gevent import socket
 from orchestrator.errors import EslAuthError, EslCommandError, EslConnectionError, EslError, EslTimeout, ProtocolError
 from orchestrator.esl.event_stream import EventStream
 from orchestrator.esl.commands import ORIGINATE_MARGIN_S, FreeSwitchApi, with_channel_variables
-from orchestrator.esl.wire import Event, Message, Parser, encode_command, parse_event
+from orchestrator.esl.wire import INBOUND_LIMITS, Event, Message, Parser, encode_command, parse_event
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[Event], None]
 
 AUTH_REFUSED = "FreeSWITCH refused the ESL password; check PBX_ESL_PASSWORD / event_socket.conf.xml"
+
+
+def _no_hook(host: str, port: int, ok: bool) -> None:
+    return None
+
+
+# Called after every reconnect attempt of any client, (host, port, succeeded); an entry
+# point sets it (orchestrator.metrics.esl_reconnect counts them). Process-wide.
+on_reconnect: Callable[[str, int, bool], None] = _no_hook
 
 
 class _Waiter:
@@ -308,7 +320,7 @@ class InboundClient(FreeSwitchApi):
                 "cannot connect to FreeSWITCH's event socket at %s (%s); is FreeSWITCH running and "
                 "PBX_ESL_ADDRESS right?" % (where, exc.strerror or exc)
             ) from None
-        parser = Parser()
+        parser = Parser(INBOUND_LIMITS)  # bounded: line, header block, header count, body
         early: list[Message] = []
         try:
             sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_KEEPALIVE, 1)
@@ -439,11 +451,13 @@ class InboundClient(FreeSwitchApi):
             try:
                 self._establish()
                 log.info("esl reconnected", extra={**self._log_extra, "attempts": attempt + 1})
+                on_reconnect(self.host, self.port, True)
                 return
             except EslAuthError as exc:
                 log.error("esl reconnect refused", extra={**self._log_extra, "error": str(exc)})
             except (EslError, ProtocolError) as exc:
                 log.warning("esl reconnect failed", extra={**self._log_extra, "error": str(exc), "attempt": attempt + 1})
+            on_reconnect(self.host, self.port, False)
             attempt += 1
 
 

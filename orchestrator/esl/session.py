@@ -4,9 +4,12 @@ greenswitch reads the socket, matches command replies and dispatches events; thi
 subclass fixes what a call centre cannot live with (see shared/STYLE.md):
 
 * every command waits at most ``timeout_s`` (greenswitch's ``send`` waits forever);
-* the read loop is ours: greenswitch stops its dispatcher at EOF and drops the events
-  still queued (CHANNEL_HANGUP_COMPLETE among them); ours ends the stream with a marker
-  put after them;
+* the read loop is ours, and so is every read: greenswitch stops its dispatcher at EOF
+  and drops the events still queued (CHANNEL_HANGUP_COMPLETE among them), and its
+  ``_read_socket`` spins for ever on a body cut short by EOF (one such peer stopped
+  every call of the process). Ours reads lines, header blocks and bodies under the
+  codec's ``wire.CALL_LIMITS``, ends the stream with a marker put after the events,
+  and answers a broken peer with one log line and a closed socket;
 * no dispatcher greenlet: the reader puts each parsed event on ``events`` itself.
   greenswitch's dispatcher (``process_events``) costs a second greenlet per call, a
   queue hop and a 1 s timer per event, and a polling wake-up every second while the call
@@ -33,15 +36,16 @@ subclass fixes what a call centre cannot live with (see shared/STYLE.md):
 from __future__ import annotations
 
 import logging
+import re
 import socket
-from typing import Any
+from typing import Any, NoReturn
 
 import gevent
 import gevent.event
 import gevent.queue
 from greenswitch.esl import NotConnectedError, OutboundSession, OutboundSessionHasGoneAway
 
-from orchestrator.errors import CallGone, EslTimeout, ProtocolError
+from orchestrator.errors import CallGone, CallRefused, EslTimeout, ProtocolError
 from orchestrator.esl import wire
 
 log = logging.getLogger(__name__)
@@ -74,6 +78,26 @@ COMPLETE = b"CHANNEL_EXECUTE_COMPLETE"
 def _name(command: str) -> str:
     """A command's first line, for error messages."""
     return command.split("\n", 1)[0]
+
+
+def _peer(address: Any) -> str:
+    """``host:port`` of the peer, for log lines."""
+    try:
+        return "%s:%s" % (address[0], address[1])
+    except (TypeError, IndexError, KeyError):
+        return str(address)
+
+
+# What a Unique-ID may be before it is routed and written into api commands
+# (``uuid_break <uuid> all``, ``uuid_kill``): FreeSWITCH makes it with
+# switch_uuid_str() (36 characters, hex and '-'); ``origination_uuid`` lets a dialplan
+# or an originate choose another, so any token of letters, digits, '-', '_' and '.'
+# up to 64 characters is taken; never a blank, '$', '{', ';' or a newline.
+_UNIQUE_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,63}\Z")
+
+
+def valid_unique_id(value: str | None) -> bool:
+    return bool(value) and _UNIQUE_ID.match(value) is not None  # type: ignore[arg-type]
 
 
 def _gone(exc: BaseException) -> CallGone:
@@ -111,6 +135,11 @@ class CallSession(OutboundSession):
         # dropped by the Application header alone, like unwanted events.
         self._unwatched = {name.encode() for name in unwatched_apps}
         self._unchecked: list[tuple[str, gevent.event.AsyncResult]] = []  # posted, reply not looked at
+        self.limits = wire.CALL_LIMITS
+        self.peer = _peer(client_address)
+        self._failure = ""  # why we closed the socket on a bad peer (logged once)
+        self._closing = False
+        self._timed_out = False  # a command went unanswered: do not wait for 'exit' too
         super().__init__(client_address, sock)
 
     def start_event_handlers(self) -> None:
@@ -123,49 +152,103 @@ class CallSession(OutboundSession):
 
     def receive_events(self) -> None:
         """Read framed messages until EOF (replaces greenswitch's loop, which stops the
-        dispatcher at EOF and drops events still queued, e.g. CHANNEL_HANGUP_COMPLETE)."""
-        buf: list[bytes] = []
+        dispatcher at EOF and drops events still queued, e.g. CHANNEL_HANGUP_COMPLETE).
+
+        Every byte of the connection is read here, under ``self.limits`` (the codec's
+        ``wire.CALL_LIMITS``): a line of at most ``line_bytes``, a header block of at
+        most ``header_bytes`` and ``headers`` lines, a body of at most ``body_bytes``,
+        read only once its whole length is known to be within the cap. Nothing is
+        handed to greenswitch's reader (its ``_read_socket`` spins for ever at EOF)."""
+        f = self.sock_file
+        peek, read = f.peek, f.read
         try:
             while True:
-                line = self.sock_file.readline()
-                if not line:
-                    break
-                if line == b"\n":
-                    if not buf:
-                        continue
-                    event = _Reply(b"".join(buf)[:-1].decode("utf-8", "replace"))
-                    buf = []
-                    self.handle_event(event)
+                # The fast path: the whole header block is in the reader's buffer (8 KiB:
+                # within every limit); one read instead of a readline per header (the
+                # connect reply has ~150). Otherwise line by line, under the limits.
+                buffered = peek(1)
+                if not buffered:
+                    break  # EOF between messages
+                if buffered[:1] == b"\n":
+                    read(1)  # a stray blank line between messages
                     continue
-                buf.append(line)
-        except (ProtocolError, KeyError, ValueError) as exc:
-            log.error("malformed ESL message from FreeSWITCH, closing the call's socket: %s", exc)
+                end = buffered.find(b"\n\n")
+                block = read(end + 2)[:-2] if end >= 0 else self._read_head_lines()
+                self._dispatch(block.decode("utf-8", "replace"))
+        except ProtocolError as exc:
+            self._bad_peer(str(exc))
+        except RecursionError:  # pragma: no cover - wire.parse_event turns these into ProtocolError
+            self._bad_peer("message nested too deeply")
         except OSError as exc:
-            log.info("call socket error: %s", exc)
+            if self._closing:
+                log.debug("call socket from %s closed by us: %s", self.peer, exc)
+            else:
+                log.info("call socket from %s failed: %s", self.peer, exc)
         finally:
             # Nothing more will come on this connection; the marker comes after every
             # event read before it (the same queue).
             self.connected = False
             self._run = False
-            self._fail_pending(CallGone("the call's socket closed"))
+            self._fail_pending(CallRefused(self._failure) if self._failure else CallGone("the call's socket closed"))
             self.events.put(DISCONNECTED)
 
+    def _read_head_lines(self) -> bytes:
+        """One header block read line by line, its final blank line dropped; a line of
+        more than ``limits.line_bytes`` or a block of more than ``header_bytes`` is a
+        ProtocolError as soon as it is seen (never buffered whole)."""
+        readline = self.sock_file.readline
+        max_line = self.limits.line_bytes
+        max_head = self.limits.header_bytes
+        buf: list[bytes] = []
+        size = 0
+        while True:
+            line = readline(max_line)
+            if line[-1:] != b"\n":  # readline(n) stops short of "\n" at n bytes or at EOF
+                if len(line) >= max_line:
+                    raise ProtocolError("header line longer than %d bytes" % max_line)
+                raise ProtocolError("connection closed inside a message's headers")
+            if line == b"\n":
+                return b"".join(buf)[:-1]
+            size += len(line)
+            if size > max_head:
+                raise ProtocolError("header block longer than %d bytes" % max_head)
+            buf.append(line)
+
+    def _bad_peer(self, reason: str) -> None:
+        """The one log line for a peer that broke the protocol; the socket then closes
+        (FreeSWITCH continues its dialplan after ``socket``: P08a-d)."""
+        if self._closing:  # we closed it: cut short, not the peer's fault
+            log.debug("call socket from %s closed by us mid-message: %s", self.peer, reason)
+            return
+        self._failure = "malformed ESL message from %s: %s" % (self.peer, reason)
+        log.warning("malformed ESL message from %s, closing the call's socket: %s", self.peer, reason,
+                    extra={"peer": self.peer, "reason": reason})
+        try:
+            # Wake any writer and tell the peer at once; close() releases the rest.
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def _read_exact(self, length: int) -> bytes:
-        data = b""
-        while len(data) < length:
-            chunk = self.sock_file.read(length - len(data))
-            if not chunk:
-                raise ProtocolError("connection closed inside a message body")
-            data += chunk
+        """``length`` body bytes (already checked against the limit)."""
+        data = self.sock_file.read(length)
+        if len(data) < length:  # BufferedReader.read(n) is short only at EOF
+            raise ProtocolError("connection closed inside a message body (%d of %d bytes)" % (len(data), length))
         return data
 
-    def handle_event(self, event: Any) -> None:
+    def _dispatch(self, block: str) -> None:
+        """One message: its header block read; its body (if any) is read here."""
+        if block.count("\n") >= self.limits.headers:
+            raise ProtocolError("more than %d header lines" % self.limits.headers)
+        event = _Reply(block)
         headers = event.headers
         ctype = headers.get("Content-Type")
         if ctype is None:
-            raise ProtocolError("ESL message without Content-Type: %r" % sorted(headers)[:5])
+            raise ProtocolError("ESL message without Content-Type (first line %r)" % block.split("\n", 1)[0][:80])
+        length_text = headers.get("Content-Length")
+        length = wire.content_length(length_text, self.limits.body_bytes) if length_text is not None else 0
         if ctype in ("text/event-plain", "text/event-json"):
-            body = self._read_exact(int(headers["Content-Length"]))
+            body = self._read_exact(length)
             if ctype == "text/event-plain":
                 name = _event_name(body)
                 if self._wanted is not None and name not in self._wanted:
@@ -177,10 +260,19 @@ class CallSession(OutboundSession):
                 self._outbound_connected = False  # what greenswitch's on_hangup did
             self.events.put(parsed)
             return
+        if ctype == "text/rude-rejection":
+            # FreeSWITCH sends it only to an inbound client its ACL refuses; on a call
+            # socket the peer is not a FreeSWITCH handing us a call: no use reading on.
+            raise ProtocolError("text/rude-rejection on a call socket")
+        body = self._read_exact(length) if length else b""
+        if ctype == "command/reply" or ctype == "api/response":
+            # mod_event_socket answers each command, in order, with exactly one of these.
+            if not self._commands_sent:
+                raise ProtocolError("%s that answers no command (Reply-Text %r)" % (ctype, (headers.get("Reply-Text") or "")[:80]))
+            event.data = headers.get("Reply-Text") if ctype == "command/reply" else body.decode("utf-8", "replace")
+            self._commands_sent.pop(0).set(event)
+            return
         if ctype == "text/disconnect-notice":
-            length = int(headers.get("Content-Length", "0") or 0)
-            if length:
-                self._read_exact(length)
             if headers.get("Content-Disposition") == "linger":
                 self._lingering = True
                 self.events.put(LINGERING)
@@ -188,18 +280,9 @@ class CallSession(OutboundSession):
                 self.connected = False
                 self._fail_pending(CallGone("FreeSWITCH closed the call's socket"))
             return
-        if ctype == "command/reply" and not self._commands_sent:
-            log.warning("unexpected command/reply from FreeSWITCH: %s", headers.get("Reply-Text"))
-            return
-        if ctype not in _REPLIES:
-            # Nothing here asks for anything else (log/data comes only after 'log'): read
-            # past its body and drop it, as the dispatcher's handlers did.
-            length = int(headers.get("Content-Length", "0") or 0)
-            if length:
-                self._read_exact(length)
-            log.debug("ignored ESL message of type %s", ctype)
-            return
-        super().handle_event(event)
+        # Nothing here asks for anything else (auth/request is the inbound greeting,
+        # log/data comes only after 'log'): its body was read past; drop it.
+        log.debug("ignored ESL message of type %s from %s", ctype, self.peer)
 
     def _fail_pending(self, exc: Exception) -> None:
         for pending in self._commands_sent:
@@ -231,6 +314,7 @@ class CallSession(OutboundSession):
                 for waiting, result in pending:
                     out.append(result.get())
         except gevent.Timeout:
+            self._timed_out = True
             raise EslTimeout("FreeSWITCH did not answer %r within %.1f s" % (waiting, self.timeout_s)) from None
         except (OSError, NotConnectedError, OutboundSessionHasGoneAway) as exc:
             raise _gone(exc) from None
@@ -268,13 +352,47 @@ class CallSession(OutboundSession):
         self._replies(unchecked)
 
     def open(self) -> Any:
-        """``connect``, ``myevents`` and ``linger`` in one round trip; the channel's data."""
+        """``connect``, ``myevents`` and ``linger`` in one round trip; the channel's data.
+
+        Raises :class:`CallRefused` (after one log line saying why) when the peer does
+        not answer them within ``timeout_s`` (an idle or slowloris connection holds
+        nothing longer than that), closes, breaks the protocol, or its ``connect``
+        reply has no usable ``Unique-ID`` (without one two calls would share a lease
+        key and a history row; it is written into api commands such as
+        ``uuid_break``). The caller just closes the session: FreeSWITCH then
+        continues its dialplan after ``socket`` (P08a-d), i.e. our fallback."""
         if self._outbound_connected:
             return self.session_data  # type: ignore[has-type]  # greenswitch's attribute
-        data: Any = self.send_many(["connect", "myevents", "linger"])[0].headers
+        try:
+            data: Any = self.send_many(["connect", "myevents", "linger"])[0].headers
+        except CallRefused:
+            raise  # the reader logged why
+        except EslTimeout:
+            self._refuse(logging.WARNING, "no reply to connect within %.1f s" % self.timeout_s)
+        except CallGone as exc:
+            # Our write may fail (EPIPE) before the reader has seen why the peer went:
+            # let it finish the bytes already here, so that the one line says why.
+            reader = self._receive_events_greenlet
+            if reader is not None:
+                reader.join(timeout=min(1.0, self.timeout_s))
+            if self._failure:
+                raise CallRefused(self._failure) from None
+            self._refuse(logging.INFO, "closed before the connect reply (%s)" % exc)
+        unique_id = data.get("Unique-ID")
+        if not valid_unique_id(unique_id):
+            self._refuse(logging.WARNING, "connect reply without a usable Unique-ID (%s)"
+                         % ("none" if unique_id is None else repr(unique_id[:80])))
         self.session_data = data
         self._outbound_connected = True
         return data
+
+    def _refuse(self, level: int, reason: str) -> NoReturn:
+        # close() then just closes: no 'exit' (an abrupt close hands the channel back
+        # to the dialplan as well, P08a/b; a refused peer is not waited for again).
+        self._failure = reason
+        log.log(level, "refused the call socket from %s: %s; FreeSWITCH continues its dialplan", self.peer, reason,
+                extra={"peer": self.peer, "reason": reason})
+        raise CallRefused("call socket from %s refused: %s" % (self.peer, reason))
 
     def execute(self, app: str, arg: str = "", app_id: str = "", *, wait: bool = True) -> None:
         """``sendmsg`` execute; the app runs asynchronously (reply ``+OK`` at once).
@@ -292,8 +410,13 @@ class CallSession(OutboundSession):
             self.post(data, what)
 
     def close(self, timeout_s: float = 2.0) -> None:
-        """Say ``exit`` (needed with infinite linger), then close, never waiting long."""
-        if self.connected:
+        """Say ``exit`` (needed with infinite linger), then close, never waiting long.
+
+        No ``exit`` to a peer that let a command time out (an idle or slowloris
+        connection would hold us ``timeout_s`` more) or that we refused for a protocol
+        error."""
+        self._closing = True
+        if self.connected and not self._timed_out and not self._failure:
             try:
                 self.send("exit")
             except (CallGone, EslTimeout):
@@ -306,15 +429,18 @@ class CallSession(OutboundSession):
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass  # already disconnected
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        # The reader ends on that EOF; closing the socket under a reader still waiting
+        # on it would wake it with gevent's "File descriptor was closed in another
+        # greenlet" instead.
         greenlets = [g for g in (self._receive_events_greenlet, self._process_events_greenlet) if g]
         gevent.joinall(greenlets, timeout=timeout_s)
         for g in greenlets:
             if not g.dead:
                 g.kill(block=False)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
         # socket.close() leaves the descriptor open while a makefile() reader exists
         # (the socket module counts them: _io_refs); greenswitch never closes its reader.
         try:

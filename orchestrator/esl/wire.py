@@ -38,8 +38,55 @@ _FS_URL_UNSAFE = frozenset("\r\n \"#%&+:;<=>?@[\\]^`{|}")
 
 _BLANK_LINE = re.compile("\n\n")
 
-MAX_HEADER_BYTES = 64 * 1024
-MAX_BODY_BYTES = 16 * 1024 * 1024
+# Limits on what one peer may make us hold (shared/STYLE.md: bounded parsers). Every
+# reader of ESL bytes applies them: :class:`Parser` (inbound client, simulator, tests)
+# and the call socket's reader (``esl.session``). Largest seen from FreeSWITCH 1.10.12
+# (every recorded transcript): a header block of 5.5 KB (the outbound ``connect`` reply,
+# 147 CHANNEL_DATA headers), a line of 705 bytes, an event body of 11.9 KB (288 lines);
+# URL-encoding (an SDP, a long SIP header) can make one value several KB.
+MAX_LINE_BYTES = 32 * 1024  # one header line, its "\n" included
+MAX_HEADER_BYTES = 64 * 1024  # one message's header block
+MAX_HEADERS = 4096  # header lines of one message, or of one event body
+MAX_BODY_BYTES = 16 * 1024 * 1024  # inbound client: ``show channels as json`` grows with the calls
+MAX_CALL_BODY_BYTES = 1024 * 1024  # a call's socket: events of one channel (~12 KB seen)
+_MAX_LENGTH_DIGITS = 9  # Content-Length: FreeSWITCH writes "%ld"; 9 digits exceed every cap
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one message may be: exceeding any limit is a :class:`ProtocolError`."""
+
+    line_bytes: int = MAX_LINE_BYTES
+    header_bytes: int = MAX_HEADER_BYTES
+    headers: int = MAX_HEADERS
+    body_bytes: int = MAX_BODY_BYTES
+
+
+INBOUND_LIMITS = Limits()
+CALL_LIMITS = Limits(body_bytes=MAX_CALL_BODY_BYTES)
+
+
+def content_length(text: str | None, limit: int) -> int:
+    """A ``Content-Length`` value: decimal digits only (``int()`` would also take
+    ``+5``, `` 5``, ``5_0`` and 4,300-digit numbers), at most ``limit``. Absent: 0."""
+    if text is None:
+        return 0
+    if not text or len(text) > _MAX_LENGTH_DIGITS or not (text.isascii() and text.isdigit()):
+        raise ProtocolError("bad Content-Length %r" % text[:40])
+    length = int(text)
+    if length > limit:
+        raise ProtocolError("Content-Length %d exceeds the limit of %d bytes" % (length, limit))
+    return length
+
+
+def check_header_block(block: str, limits: Limits) -> None:
+    """Raise :class:`ProtocolError` when a header block breaks ``limits`` (its size is
+    the reader's to check as it reads)."""
+    lines = block.count("\n") + 1
+    if lines > limits.headers:
+        raise ProtocolError("ESL message has %d header lines, more than %d" % (lines, limits.headers))
+    if len(block) >= limits.line_bytes and max(map(len, block.split("\n"))) >= limits.line_bytes:
+        raise ProtocolError("ESL header line longer than %d bytes" % limits.line_bytes)
 
 
 @dataclass
@@ -224,14 +271,18 @@ class Parser:
     """Incremental parser: feed bytes, get whole messages.
 
     Raises :class:`ProtocolError` on input that cannot be ESL (a header line without
-    ``": "``, a bad Content-Length, a header block or body over the limits) so that
-    the caller can drop the connection with a clear log line instead of hanging.
+    ``": "``, a bad Content-Length, a header block or body over ``limits``) so that
+    the caller can drop the connection with a clear log line instead of hanging. It
+    holds at most one header block (``limits.header_bytes``) or one body
+    (``limits.body_bytes``) plus one ``feed``'s data.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits = INBOUND_LIMITS) -> None:
         self._buf = bytearray()
         self._pending: Message | None = None
         self._need = 0
+        self._scanned = 0  # bytes of _buf already searched for the blank line
+        self.limits = limits
 
     def feed(self, data: bytes) -> list[Message]:
         self._buf += data
@@ -253,27 +304,30 @@ class Parser:
             return msg
         # Skip stray blank lines between messages (FreeSWITCH never sends them, but
         # a hand-typed client might): they would otherwise read as an empty message.
-        while self._buf[:1] == b"\n":
-            del self._buf[:1]
-        end = self._buf.find(b"\n\n")
+        if self._buf[:1] == b"\n":
+            skip = len(self._buf) - len(self._buf.lstrip(b"\n"))
+            del self._buf[:skip]
+            self._scanned = 0
+        # Search only the new bytes (one byte back: the blank line may straddle feeds),
+        # so that a peer sending a byte at a time costs linear, not quadratic, time.
+        end = self._buf.find(b"\n\n", max(0, self._scanned - 1))
         if end < 0:
-            if len(self._buf) > MAX_HEADER_BYTES:
-                raise ProtocolError("ESL header block exceeds %d bytes" % MAX_HEADER_BYTES)
+            self._scanned = len(self._buf)
+            if len(self._buf) > self.limits.header_bytes:
+                raise ProtocolError("ESL header block exceeds %d bytes" % self.limits.header_bytes)
             return None
+        self._scanned = 0
+        if end > self.limits.header_bytes:
+            raise ProtocolError("ESL header block exceeds %d bytes" % self.limits.header_bytes)
         block = bytes(self._buf[:end]).decode("utf-8", "replace")
         del self._buf[: end + 2]
+        check_header_block(block, self.limits)
         headers = parse_header_lines(block)
         length_text = _first(headers, "Content-Length")
         if length_text is None:
             return Message(headers)
-        try:
-            length = int(length_text)
-        except ValueError:
-            raise ProtocolError("bad Content-Length %r" % length_text) from None
-        if length < 0 or length > MAX_BODY_BYTES:
-            raise ProtocolError("Content-Length %d out of range" % length)
         self._pending = Message(headers)
-        self._need = length
+        self._need = content_length(length_text, self.limits.body_bytes)
         return self._next()
 
 
@@ -371,16 +425,17 @@ def parse_event_plain(body: bytes) -> Event:
     # has neither ": " nor a final ':'. What the counts cannot see (a bad line made up
     # for by a value with an unencoded ": ", which FreeSWITCH never sends) raises when
     # the headers are read in full; a single lookup is exact for the header it reads.
-    if head.count(": ") < head.count("\n") + 1:
+    lines = head.count("\n") + 1
+    if lines > MAX_HEADERS:  # bounds what reading the headers in full may build
+        raise ProtocolError("event has %d header lines, more than %d" % (lines, MAX_HEADERS))
+    if head.count(": ") < lines:
         parse_header_lines(head)
     headers = PlainHeaders(head)
     event_body: str | None = None
     length_text = headers.get("Content-Length")
     if length_text is not None:
-        try:
-            length = int(length_text)
-        except ValueError:
-            raise ProtocolError("bad inner Content-Length in event") from None
+        # Never more than the body we have: the message's own length is capped.
+        length = content_length(length_text, len(body))
         raw = rest.encode("utf-8")[:length]
         event_body = raw.decode("utf-8", "replace")
     return Event(headers, event_body, "plain")
@@ -395,19 +450,28 @@ def parse_event_json(body: bytes) -> Event:
     multi-value header (``switch_event_add_header`` with an index) arrives as a JSON
     array and is turned into FreeSWITCH's plain form ``ARRAY::a|:b``.
     """
+    # Hostile JSON fails here as ProtocolError, nothing else: deep nesting raises
+    # RecursionError (in json and in _json_value), a 4,300-digit integer ValueError.
+    # FreeSWITCH's events are one flat object of strings (arrays for multi-value
+    # headers), so integers and floats are parsed as text (no int() or float() at all).
     try:
-        pairs = json.loads(body.decode("utf-8"), object_pairs_hook=_Pairs)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError("bad JSON event: %s" % exc) from None
-    if not isinstance(pairs, _Pairs):
-        raise ProtocolError("JSON event is not an object")
-    items: list[tuple[str, str]] = []
-    event_body: str | None = None
-    for key, value in pairs:
-        if key == "_body":
-            event_body = value if isinstance(value, str) else json.dumps(value)
-            continue
-        items.append((str(key), _json_value(value)))
+        pairs = json.loads(body.decode("utf-8"), object_pairs_hook=_Pairs, parse_int=str, parse_float=str,
+                           parse_constant=str)
+        if not isinstance(pairs, _Pairs):
+            raise ProtocolError("JSON event is not an object")
+        if len(pairs) > MAX_HEADERS:
+            raise ProtocolError("JSON event has %d headers, more than %d" % (len(pairs), MAX_HEADERS))
+        items: list[tuple[str, str]] = []
+        event_body: str | None = None
+        for key, value in pairs:
+            if key == "_body":
+                event_body = value if isinstance(value, str) else _json_value(value)
+                continue
+            items.append((str(key), _json_value(value)))
+    except (UnicodeDecodeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+        raise ProtocolError("bad JSON event: %s" % str(exc)[:200]) from None
+    except RecursionError:
+        raise ProtocolError("bad JSON event: nested too deeply") from None
     return Event(dict(items), event_body, "json", tuple(items))
 
 
@@ -418,10 +482,10 @@ class _Pairs(list):  # type: ignore[type-arg]
 def _json_value(value: object) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, _Pairs):  # before list: _Pairs is one
+        return json.dumps(dict(value))
     if isinstance(value, list):
         return "ARRAY::" + "|:".join(_json_value(v) for v in value)
-    if isinstance(value, _Pairs):
-        return json.dumps(dict(value))
     return json.dumps(value)
 
 
@@ -517,6 +581,10 @@ def reply_ok(reply: str) -> bool:
 
 
 __all__ = [
+    "CALL_LIMITS",
+    "INBOUND_LIMITS",
+    "Limits",
+    "content_length",
     "Event",
     "Message",
     "PlainHeaders",

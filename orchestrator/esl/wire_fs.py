@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from orchestrator.errors import ProtocolError
-from orchestrator.esl.wire import MAX_BODY_BYTES, MAX_HEADER_BYTES, encode_message, fs_quote, parse_header_lines
+from orchestrator.esl.wire import (
+    INBOUND_LIMITS,
+    MAX_HEADER_BYTES,
+    check_header_block,
+    content_length,
+    encode_message,
+    fs_quote,
+    parse_header_lines,
+)
 
 
 GOODBYE = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
@@ -117,20 +125,17 @@ class CommandParser:
                 if len(self._buf) > MAX_HEADER_BYTES:
                     raise ProtocolError("ESL command exceeds %d bytes" % MAX_HEADER_BYTES)
                 return out
+            if end > MAX_HEADER_BYTES:
+                raise ProtocolError("ESL command exceeds %d bytes" % MAX_HEADER_BYTES)
             block = bytes(self._buf[:end]).decode("utf-8", "replace").replace("\r", "")
             del self._buf[: end + 2]
+            check_header_block(block, INBOUND_LIMITS)
             first, _, rest = block.partition("\n")
             cmd = Command(first.strip(), parse_header_lines(rest) if rest else [])
             length = cmd.get("Content-Length")
             if length is None:
                 out.append(cmd)
                 continue
-            try:
-                need = int(length)
-            except ValueError:
-                raise ProtocolError("bad Content-Length %r" % length) from None
-            if need < 0 or need > MAX_BODY_BYTES:
-                raise ProtocolError("Content-Length %d out of range" % need)
-            self._pending, self._need = cmd, need
+            self._pending, self._need = cmd, content_length(length, INBOUND_LIMITS.body_bytes)
 
 
