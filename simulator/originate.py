@@ -48,6 +48,7 @@ class Leg:
     answered_at: float | None = None
     dest: str = ""
     unreachable: str | None = None  # cause the far end gives as soon as it is INVITEd
+    started: bool = True  # CHANNEL_CREATE fired (a leg_delay_start leg: only once its delay is over)
 
     @property
     def answered(self) -> bool:
@@ -146,11 +147,14 @@ def create_leg(sim: FreeSwitchSim, spec: LegSpec, caller: Channel | None) -> Leg
                 + [("originate_endpoint", name.split("/", 1)[0])])
     ch.running_state, ch.state = "CS_NONE", "CS_INIT"
     ch.fire("CHANNEL_OUTGOING")
-    ch.set_running_state("CS_INIT")
-    ch.fire("CHANNEL_CREATE")
-    ch.fire("CHANNEL_ORIGINATE")
-    ch.set_running_state("CS_ROUTING")
-    ch.set_running_state("CS_CONSUME_MEDIA")
+    # A leg with leg_delay_start is created at once (CHANNEL_OUTGOING) but its session
+    # starts - CHANNEL_CREATE, CHANNEL_ORIGINATE - only when its delay is over (transcript
+    # P03: OUTGOING at +0.04 s, CREATE/ORIGINATE at +3.7 s; checked again on 1.10.12 by
+    # tests/realfs/test_realfs_vs_simulator.py); a leg that loses the race before then
+    # hangs up without ever firing CHANNEL_CREATE.
+    leg.started = _int(v.get("leg_delay_start"), 0) <= 0
+    if leg.started:
+        start_leg_session(leg)
     sim.spawn(run_bleg, ch)
     if name.startswith("loopback/"):
         sim.start_loopback_peer(ch, spec.target)
@@ -252,6 +256,18 @@ def _int(value: str | None, default: int) -> int:
         return default
 
 
+def start_leg_session(leg: Leg) -> None:
+    """The leg's session starts: CHANNEL_CREATE, CHANNEL_ORIGINATE, its first states."""
+    ch = leg.ch
+    assert ch is not None
+    leg.started = True
+    ch.set_running_state("CS_INIT")
+    ch.fire("CHANNEL_CREATE")
+    ch.fire("CHANNEL_ORIGINATE")
+    ch.set_running_state("CS_ROUTING")
+    ch.set_running_state("CS_CONSUME_MEDIA")
+
+
 def _originate_group(sim: FreeSwitchSim, group: list[LegSpec], caller: Channel | None,
                      default_timeout: int, earlier: list[Leg], forked: bool = False) -> OriginateResult:
     clock = sim.clock
@@ -349,6 +365,8 @@ def _delayed_invite(sim: FreeSwitchSim, leg: Leg, caller: Channel | None, wake: 
     if at > sim.clock.now():
         sim.clock.sleep_until(at)
     if leg.ch is not None and leg.ch.up:
+        if not leg.started:
+            start_leg_session(leg)
         _invite(sim, leg, caller, wake, ignore_early)
 
 

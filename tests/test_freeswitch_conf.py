@@ -144,7 +144,7 @@ def test_no_file_carries_the_stock_esl_password() -> None:
 def test_globals_have_defaults() -> None:
     g = load_globals({})
     assert g["pbx_orchestrator_socket"] == "127.0.0.1:8084"
-    assert g["pbx_directory_url"] == "http://127.0.0.1:8080/freeswitch/directory"
+    assert g["pbx_directory_url"] == "http://127.0.0.1:8081/freeswitch/directory"
     assert g["pbx_fallback_sounds"] == "/usr/share/freeswitch/sounds/en/us/callie"
     assert g["pbx_esl_listen_ip"] == "127.0.0.1"
     # No usable default password: unguessable, never the stock one.
@@ -260,7 +260,7 @@ def test_fallback_bridges_the_routed_target_with_continue_on_fail_then_records()
     ]
     assert apps[3:] == ["answer", "playback", "playback", "playback", "record", "hangup"]
     record = dict(actions)["record"]
-    assert record == "/var/lib/freeswitch/recordings/pbx/fallback/${pbx_dialed}/${uuid}.wav 120 200 3"
+    assert record == "/var/lib/freeswitch/recordings/pbx-fallback-${pbx_dialed}-${uuid}.wav 120 200 3"
 
 
 def test_fallback_without_a_routed_target_answers_apologises_and_records() -> None:
@@ -314,7 +314,7 @@ def test_xml_curl_binds_the_directory_to_the_admin_app_with_basic_auth() -> None
     (binding,) = root.iter("binding")
     params = {p.get("name"): p for p in binding.findall("param")}
     url = params["gateway-url"]
-    assert url.get("value") == "http://127.0.0.1:8080/freeswitch/directory"
+    assert url.get("value") == "http://127.0.0.1:8081/freeswitch/directory"
     assert url.get("bindings") == "directory"
     assert params["gateway-credentials"].get("value") == "fs:pw"
     assert params["auth-scheme"].get("value") == "basic"
@@ -337,3 +337,195 @@ def test_sip_profile_includes_the_gateway_folder() -> None:
     text = (CONF / "sip_profiles/pbx.xml").read_text(encoding="utf-8")
     assert '<X-PRE-PROCESS cmd="include" data="pbx/*.xml"/>' in text
     assert os.path.isdir(CONF / "sip_profiles/pbx")
+
+
+def test_globals_for_the_install_command_have_defaults_and_follow_the_environment() -> None:
+    g = load_globals({})
+    assert g["pbx_esl_port"] == "8021"
+    assert g["pbx_sip_ip"] == STOCK_GLOBALS["local_ip_v4"]
+    g = load_globals({"PBX_ESL_PORT": "8931", "PBX_SIP_IP": "127.0.0.1"})
+    assert g["pbx_esl_port"] == "8931" and g["pbx_sip_ip"] == "127.0.0.1"
+    es = _params(parse("autoload_configs/event_socket.conf.xml", {"PBX_ESL_PORT": "8931"}))
+    assert es["listen-port"] == "8931"
+    profile = _params(next(parse("sip_profiles/pbx.xml", {"PBX_SIP_IP": "127.0.0.1"}).iter("profile")))
+    assert profile["sip-ip"] == profile["rtp-ip"] == "127.0.0.1"
+
+
+# ----------------------------------------------------------------- pbx-fs-install
+
+STOCK_CONF = Path(os.environ.get("FS_PREFIX", "/opt/freeswitch")) / "etc" / "freeswitch"
+STOCK_OFF = ("sip_profiles/internal.xml", "sip_profiles/external.xml", "sip_profiles/internal-ipv6.xml",
+             "sip_profiles/external-ipv6.xml", "dialplan/public.xml", "dialplan/default.xml", "directory/default")
+
+
+def stock_conf(dest: Path) -> Path:
+    """A copy of the real stock configuration when there is one, else a small tree
+    with the same names and the lines the install command edits."""
+    import shutil
+
+    if (STOCK_CONF / "vars.xml").is_file():
+        shutil.copytree(STOCK_CONF, dest, symlinks=True)
+        return dest
+    files = {
+        "vars.xml": '<include>\n  <X-PRE-PROCESS cmd="set" data="domain=127.0.0.1"/>\n</include>\n',
+        "autoload_configs/modules.conf.xml": '<configuration name="modules.conf">\n  <modules>\n'
+                                             '    <!-- <load module="mod_xml_curl"/> -->\n'
+                                             '    <load module="mod_event_socket"/>\n    <load module="mod_sofia"/>\n'
+                                             '  </modules>\n</configuration>\n',
+        "autoload_configs/event_socket.conf.xml": '<configuration name="event_socket.conf"><settings>'
+                                                  '<param name="password" value="ClueCon"/></settings></configuration>\n',
+        "dialplan/default.xml": "<include/>\n",
+        "dialplan/public.xml": "<include/>\n",
+        "directory/default.xml": "<include/>\n",
+        "directory/default/1000.xml": "<include/>\n",
+    }
+    for rel in STOCK_OFF[:4]:
+        files[rel] = "<include/>\n"
+    for rel, text in files.items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_text(text, encoding="utf-8")
+    return dest
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, bytes | None]]:
+    out: dict[str, tuple[int, bytes | None]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        out[rel] = (path.stat().st_mode & 0o777, path.read_bytes() if path.is_file() else None)
+    return out
+
+
+INSTALL_ARGS = ["--esl-port", "8931", "--esl-password", "Zq8-long-secret", "--orchestrator", "127.0.0.1:9084",
+                "--directory-url", "http://127.0.0.1:8081/freeswitch/directory", "--directory-credentials", "fs:pw",
+                "--sip-port", "5990", "--carrier", "198.51.100.10"]
+
+
+def installed_globals(conf: Path) -> dict[str, str]:
+    globals_ = dict(STOCK_GLOBALS)
+    fs_preprocess(conf / "pbx_vars.xml", globals_, {})
+    return globals_
+
+
+def test_install_command_installs_the_overlay_and_switches_off_the_stock_profiles(tmp_path: Path, capsys) -> None:
+    from orchestrator.fs_install import main
+
+    conf = stock_conf(tmp_path / "conf")
+    assert main(["--conf", str(conf)] + INSTALL_ARGS) == 0
+    for rel in STOCK_OFF:
+        assert not (conf / rel).exists() and (conf / (rel + ".off")).exists(), rel
+    assert sorted(p.name for p in (conf / "sip_profiles").glob("*.xml")) == ["pbx.xml"]  # ipv6 ones too
+    assert (conf / "dialplan/pbx_public.xml").read_text() == (CONF / "dialplan/pbx_public.xml").read_text()
+    vars_text = (conf / "vars.xml").read_text()
+    assert vars_text.rstrip().endswith('<X-PRE-PROCESS cmd="include" data="pbx_vars.xml"/>\n</include>')
+    modules = (conf / "autoload_configs/modules.conf.xml").read_text()
+    assert modules.index('    <load module="mod_xml_curl"/>') < modules.index('<load module="mod_sofia"/>')
+    # The values given end up as the globals the overlay's files use.
+    g = installed_globals(conf)
+    assert (g["pbx_esl_port"], g["pbx_esl_password"], g["pbx_orchestrator_socket"], g["pbx_sip_port"]) == \
+        ("8931", "Zq8-long-secret", "127.0.0.1:9084", "5990")
+    assert g["pbx_directory_url"] == "http://127.0.0.1:8081/freeswitch/directory"
+    text = fs_preprocess(conf / "autoload_configs/event_socket.conf.xml", g, {})
+    es = _params(ET.fromstring("<document>%s</document>" % text))
+    assert (es["listen-port"], es["password"]) == ("8931", "Zq8-long-secret")
+    acl = ET.fromstring("<document>%s</document>" % fs_preprocess(conf / "autoload_configs/acl.conf.xml", g, {}))
+    (carriers,) = [x for x in acl.iter("list") if x.get("name") == "pbx_carriers"]
+    assert [n.get("cidr") for n in carriers.findall("node")] == ["198.51.100.10/32"]
+    # Secrets are not world-readable.
+    for rel in ("pbx_vars.xml", "autoload_configs/event_socket.conf.xml", "autoload_configs/xml_curl.conf.xml"):
+        assert (conf / rel).stat().st_mode & 0o007 == 0, rel
+
+
+def test_install_command_twice_gives_the_same_tree(tmp_path: Path, capsys) -> None:
+    from orchestrator.fs_install import main
+
+    conf = stock_conf(tmp_path / "conf")
+    assert main(["--conf", str(conf)] + INSTALL_ARGS) == 0
+    first = snapshot(conf)
+    capsys.readouterr()
+    assert main(["--conf", str(conf)] + INSTALL_ARGS) == 0
+    assert snapshot(conf) == first
+    assert "nothing to change" in capsys.readouterr().out
+
+
+def test_install_command_dry_run_changes_nothing_and_says_what_it_would_do(tmp_path: Path, capsys) -> None:
+    from orchestrator.fs_install import main
+
+    conf = stock_conf(tmp_path / "conf")
+    before = snapshot(conf)
+    assert main(["--conf", str(conf), "--dry-run"] + INSTALL_ARGS) == 0
+    assert snapshot(conf) == before
+    out = capsys.readouterr().out
+    assert "would rename sip_profiles/internal-ipv6.xml -> sip_profiles/internal-ipv6.xml.off" in out
+    assert "would write  pbx_vars.xml" in out and "did " not in out
+
+
+def test_install_command_keeps_an_operators_gateway_and_reenables_nothing(tmp_path: Path) -> None:
+    from orchestrator.fs_install import main
+
+    conf = stock_conf(tmp_path / "conf")
+    assert main(["--conf", str(conf)]) == 0
+    gateway = conf / "sip_profiles/pbx/pstn.xml"
+    gateway.write_text("<include><gateway name=\"pstn\"/></include>\n")
+    # A package upgrade brings a stock profile back: the next install switches it off again.
+    (conf / "sip_profiles/internal-ipv6.xml").write_text("<include/>\n")
+    assert main(["--conf", str(conf)]) == 0
+    assert gateway.read_text() == "<include><gateway name=\"pstn\"/></include>\n"
+    assert not (conf / "sip_profiles/internal-ipv6.xml").exists()
+    assert (conf / "sip_profiles/internal-ipv6.xml.off").read_text() == "<include/>\n"
+
+
+def test_install_command_finds_a_source_builds_conf_under_its_prefix(tmp_path: Path) -> None:
+    from orchestrator.fs_install import main
+
+    conf = stock_conf(tmp_path / "prefix" / "etc" / "freeswitch")
+    assert main(["--prefix", str(tmp_path / "prefix"), "--esl-password", "Zq8-long-secret"]) == 0
+    assert installed_globals(conf)["pbx_esl_password"] == "Zq8-long-secret"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--esl-password", "ClueCon"], "stock ESL password is refused"),
+    (["--esl-port", "80211"], "port number 1-65535"),
+    (["--esl-password", 'a"b'], "without blanks, quotes"),
+    (["--orchestrator", "127.0.0.1"], "HOST:PORT"),
+    (["--directory-url", "ftp://x/"], "http(s) URL"),
+    (["--carrier", "not-a-net"], "give a network"),
+])
+def test_install_command_refuses_bad_values_saying_what_to_give(tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    from orchestrator.fs_install import main
+
+    conf = stock_conf(tmp_path / "conf")
+    before = snapshot(conf)
+    assert main(["--conf", str(conf)] + args) == 2
+    assert message in capsys.readouterr().err
+    assert snapshot(conf) == before
+
+
+def test_install_command_refuses_a_folder_that_is_no_freeswitch_conf(tmp_path: Path, capsys) -> None:
+    from orchestrator.fs_install import main
+
+    assert main(["--conf", str(tmp_path)]) == 2
+    assert "vars.xml not found" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.realfs
+def test_installed_configuration_loads_in_the_real_freeswitch(tmp_path: Path) -> None:
+    from tests.realfs.fs_harness import PrivateFreeSwitch, find_prefix
+
+    prefix, why = find_prefix()
+    if prefix is None:
+        pytest.skip(why)
+    fs = PrivateFreeSwitch(prefix, tmp_path)
+    fs.install("127.0.0.1:9084", "http://127.0.0.1:9/freeswitch/directory", "fs:pw", ["127.0.0.2/32"])
+    try:
+        esl = fs.start()  # authenticates on our port with our password: else it fails here
+        try:
+            status = esl.api("sofia status")
+            assert re.findall(r"^\s*(\S+)\s+profile\s+sip:", status, re.M) == ["pbx"]  # no internal/external/ipv6
+            assert esl.api("module_exists mod_xml_curl").strip() == "true"
+            assert esl.api("global_getvar pbx_orchestrator_socket").strip() == "127.0.0.1:9084"
+            assert esl.api("xml_locate dialplan context name pbx-fallback").count('name="pbx-fallback"') == 1
+        finally:
+            esl.close()
+    finally:
+        fs.stop()
