@@ -69,6 +69,12 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
+    from orchestrator import metrics
+    from orchestrator.esl import inbound
+
+    metrics.count_redis_errors(app.redis)  # before the first call: the pool's connections count their errors
+    metrics.count_database_errors(app.db.engine)
+    inbound.on_reconnect = metrics.esl_reconnect
     recorder = DbRecorder(app.db.session_factory, wiring.run_in_threadpool, wiring.voicemail_notifier(settings, app.redis),
                           wiring.fax_notifier(settings, app.redis),
                           wiring.history_writer(app.db, max_delay_s=args.history_max_delay_ms / 1000.0))
@@ -98,6 +104,17 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
         log.warning("could not warm the routing cache: %s", exc)
     freeze_startup_heap()
     watchers = start_presence_watchers(settings, app)
+    metrics_server = None
+    if settings.metrics_port is not None:
+        registry = metrics.orchestrator_registry(handler.stats, lambda: server.active, wakeups, recorder.history, _now_ms,
+                                                 settings.metrics_top_tenants)
+        try:
+            metrics_server = metrics.serve(registry, settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            log.error("cannot serve metrics on %s:%d (PBX_METRICS_LISTEN): %s", settings.metrics_host, settings.metrics_port, exc)
+            server.stop_accepting()
+            return 2
+        print("pbx-orchestrator metrics on http://%s:%d/metrics" % metrics_server.address[:2], flush=True)
     print("pbx-orchestrator listening on %s:%d" % server.address, flush=True)
     stopping = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stopping.set)
@@ -126,6 +143,8 @@ def orchestrator_main(argv: list[str] | None = None) -> int:
     queued = recorder.history.queued
     if recorder.close(timeout=args.history_flush_seconds):
         log.info("call history flushed (%d row(s) were queued)", queued)
+    if metrics_server is not None:
+        metrics_server.stop(timeout=1)
     return 0
 
 

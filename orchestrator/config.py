@@ -25,7 +25,7 @@ MIN_SECRET_KEY = 32
 MIN_SECRET_KEY_DISTINCT = 8  # secrets.token_hex(16) has ~14 distinct characters, token_urlsafe(48) ~40
 # Never shown by ``repr(settings)`` (logs, tracebacks); URLs show their password masked.
 SECRET_FIELDS = frozenset({"esl_password", "admin_secret_key", "admin_password", "directory_password",
-                           "smtp_password"})
+                           "smtp_password", "metrics_password"})
 URL_FIELDS = frozenset({"database_url", "redis_url"})
 
 
@@ -140,6 +140,14 @@ class Settings:
     # CRM lookups (caller rules) may reach private / loopback addresses: off by default,
     # so that a tenant admin cannot point the orchestrator at the operator's network.
     crm_allow_private: bool = False
+    # Prometheus /metrics of pbx-orchestrator / pbx-worker on an address of their own
+    # (PBX_METRICS_LISTEN; None: off; port 0: any free port). The panel's /metrics takes operators' sessions
+    # or basic auth with these credentials (empty password: sessions only).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    metrics_user: str = "prometheus"
+    metrics_password: str = ""
+    metrics_top_tenants: int = 20  # tenants with a label of their own per top-N gauge
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -186,6 +194,9 @@ class Settings:
             problems.append("PBX_ADMIN_PASSWORD must be set (12+ characters, not 'admin')")
         if len(self.directory_password) < 16:
             problems.append("PBX_DIRECTORY_PASSWORD must be set (16+ characters)")
+        if self.metrics_password and len(self.metrics_password) < 16:
+            problems.append("PBX_METRICS_PASSWORD is shorter than 16 characters; set a longer one (or none: "
+                            "the panel's /metrics then takes operators' sessions only)")
         if not self.database_url:
             problems.append("DATABASE_URL must point at PostgreSQL in production")
         elif self.database_url.strip().lower().startswith("sqlite"):
@@ -207,6 +218,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         directory_host, directory_port = "127.0.0.1", 0
     else:
         directory_host, directory_port = _hostport(env, "PBX_DIRECTORY_LISTEN", "127.0.0.1:8081")
+    metrics_host, metrics_port = "127.0.0.1", None
+    if (env.get("PBX_METRICS_LISTEN") or "").strip().lower() not in ("", "off"):
+        metrics_host, metrics_port = _hostport(env, "PBX_METRICS_LISTEN", "")  # type: ignore[assignment]
     pbx_env = env.get("PBX_ENV", "development")
     if pbx_env not in ("development", "production", "test"):
         raise ConfigError("PBX_ENV must be development, test or production, got %r" % pbx_env)
@@ -241,4 +255,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         smtp_from=env.get("PBX_SMTP_FROM", "") or base.smtp_from,
         smtp_starttls=_bool(env, "PBX_SMTP_STARTTLS", base.smtp_starttls),
         crm_allow_private=_bool(env, "PBX_CRM_ALLOW_PRIVATE", base.crm_allow_private),
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        metrics_user=env.get("PBX_METRICS_USER", "") or base.metrics_user,
+        metrics_password=env.get("PBX_METRICS_PASSWORD", ""),
+        metrics_top_tenants=_count(env, "PBX_METRICS_TOP_TENANTS", base.metrics_top_tenants),
     )
