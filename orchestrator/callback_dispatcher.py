@@ -24,7 +24,8 @@ callbacks it:
 
 The member's offer is taken with a lease long enough for the whole job (both ring times
 plus a margin): nobody else is offered that member meanwhile, and a lost job frees them
-by itself. The job's RQ callbacks (``job_finished`` / ``job_failed``) run in the worker
+by itself. The job's RQ callbacks (``job_finished`` / ``job_failed``, module
+``orchestrator.callback_results``) run in the worker
 process right after the job, with the worker's Redis connection: the agent did not
 answer -> a missed offer (and the callback goes back to its place, up to
 ``max_attempts``); the client did not answer or setup failed -> the member is free;
@@ -32,6 +33,27 @@ bridged -> the callback is done, but the member is still talking: the offer is k
 the callback is listed as *talking* (``CallbackStore.talking``). A job's end that comes
 after a newer attempt was claimed (its leases ran out first) changes nothing: the job
 carries its attempt number, and the offer and the callback are the newer attempt's.
+
+**Expired callbacks** (the department's ``no_answer_timeout``, counted from the moment
+the caller joined the queue, ran out and no member answered; or no member answered
+``max_attempts`` offers): the callback leaves the queue and
+``workers.apology.apologise_and_record`` calls the client, plays the department's
+apology (``queue.callback_apology``, default ``APOLOGY_SOUND``) and records a message
+into the box named ``queue.callback_voicemail``, else the department's no-answer target
+when that is a voicemail box (stored and
+e-mailed like any voicemail, linked to the caller's original call). Settled ``expired``;
+a client who does not answer is called again like any callback (below), then the
+callback is ``failed`` with "the client did not answer".
+
+**Retries**: an attempt in which a member answered but the client did not
+(``client_no_answer``) counts against the department's ``queue.callback_attempts``; until
+they run out the callback waits ``queue.callback_retry_delay`` seconds out of the queue
+(members go on serving the callers behind it), then takes its own place again.
+
+**Whispers**: the job carries the seconds the caller waited (``waited_s``): the member
+hears the client's number and the minutes before the client is dialled; and the
+department's ``queue.callback_prompt`` (default ``PROMPT_SOUND``), which the client hears
+on answering, before the bridge (``workers.media``).
 
 The job holds plain, checked data and no secret (RQ stores it in Redis, as JSON:
 ``workers.SERIALIZER``): the member's extension and SIP domain, the client's E.164
@@ -50,15 +72,24 @@ from typing import Any, Callable
 
 import redis
 
-from orchestrator.core.dialstrings import callback_endpoints, e164, safe_uuid
-from orchestrator.core.model import TenantSnapshot
+from orchestrator.core.dialstrings import callback_endpoints, e164, external_endpoint, safe_uuid
+from orchestrator.core.model import Department, TargetKind, TenantSnapshot
 from orchestrator.core.plan import Policy
 from orchestrator.core.strategy import eligible
 from orchestrator.store.agents import FREED_CHANNEL, AgentStore, Release
 from orchestrator.errors import EslError, ProtocolError
-from orchestrator.store.callbacks import Callback, CallbackStore, Talk, member
+from orchestrator.store.callbacks import Callback, CallbackStore, member
+# The RQ side (enqueue, end-of-job settlement) lives in callback_results; re-exported
+# here, where jobs queued by earlier versions name it.
+from orchestrator.callback_results import (APOLOGY_JOB, RING_JOB, _day, apology_failed, apology_finished,  # noqa: F401
+                                           job_failed, job_finished, rq_enqueue)
 
 log = logging.getLogger("orchestrator.callbacks")
+
+# Stock sounds of FreeSWITCH's en/us/callie set (installed with FreeSWITCH).
+APOLOGY_SOUND = "ivr/ivr-not_available.wav"
+PROMPT_SOUND = "ivr/ivr-thank_you.wav"
+APOLOGY_PROMPT_S = 60  # the longest the apology and greeting may play, in the job's time limit
 
 
 @dataclass(frozen=True)
@@ -117,6 +148,11 @@ class CallbackDispatcher:
                 log.warning("tenant %d: callbacks not dispatched: %s", tenant_id, exc)
         return started
 
+    def apology_lease_ms(self, max_message_s: int) -> int:
+        """The expired callback's ``dialing`` claim: its job may wait for a worker, then ring
+        the client, play the apology and record at most ``max_message_s``."""
+        return 2 * (self.settings.client_timeout_s + APOLOGY_PROMPT_S + max_message_s + self.settings.margin_s) * 1000
+
     def _tenant(self, tenant_id: int) -> int:
         self._talks(tenant_id)
         for lost in self.callbacks.sweep(tenant_id):
@@ -130,13 +166,78 @@ class CallbackDispatcher:
             return 0
         snap = self.snapshot(tenant_id)
         started = 0
+        now = self.clock()
         for cb in pending:
             if snap is None or cb.department_id not in snap.departments:
                 self.callbacks.settle(tenant_id, cb, "failed", "department gone")
                 continue
+            dep = snap.departments[cb.department_id]
+            if cb.not_before_ms and cb.not_before_ms > now:
+                continue  # waiting out the retry delay (out of the queue)
+            if cb.mode == "apology" or self._expired(cb, dep, now):
+                started += self._apologise(tenant_id, snap, cb)
+                continue
+            if cb.not_before_ms:  # the retry delay is over: back at its own place
+                self.callbacks.requeue(tenant_id, cb)
+                got = self.callbacks.get(tenant_id, cb.id)
+                if got is None:
+                    continue
+                cb = got
             if self._dispatch(tenant_id, snap, cb):
                 started += 1
         return started
+
+    def _expired(self, cb: Callback, dep: Department, now: int) -> bool:
+        """No member answered within the department's no-answer timeout (counted from the
+        moment the caller joined the queue) or in ``max_attempts`` offers. A callback
+        whose member answered but whose client did not is in its retries instead."""
+        if cb.client_tries:
+            return False
+        return now >= cb.since_ms + dep.no_answer_timeout * 1000 or cb.member_tries >= self.settings.max_attempts
+
+    def _apologise(self, tenant_id: int, snap: TenantSnapshot, cb: Callback) -> int:
+        """Hand the expired callback to ``workers.apology``; 1 when its job was queued."""
+        dep = snap.departments[cb.department_id]
+        # The box named in the queue settings, else the no-answer target's (if it is a box).
+        box = snap.voicemail_boxes.get(dep.queue.callback_box_id) if dep.queue.callback_box_id is not None else None
+        target = dep.no_answer_target
+        if box is None and target is not None and target.kind is TargetKind.VOICEMAIL and target.ref_id is not None:
+            box = snap.voicemail_boxes.get(target.ref_id)
+        max_message_s = box.max_message_seconds if box is not None else 0
+        try:
+            external_endpoint(self.policy.external_dial_template, cb.caller)
+        except ValueError as exc:
+            self.callbacks.settle(tenant_id, cb, "failed", "expired; cannot be dialled: %s" % exc)
+            return 0
+        attempt = self.callbacks.claim(tenant_id, cb.id, self.apology_lease_ms(max_message_s),
+                                       department_id=cb.department_id, apology=True)
+        if not attempt:
+            return 0
+        data = {
+            "tenant_id": str(tenant_id),
+            "callback_id": cb.id,
+            "attempt": attempt,
+            "client_number": cb.caller,
+            "caller_id_number": e164(cb.dialed) or "",
+            "client_timeout_s": self.settings.client_timeout_s,
+            "apology": str(dep.queue.callback_apology or APOLOGY_SOUND),
+            "box_id": box.id if box is not None else 0,
+            "max_message_s": max_message_s,
+            "call_uuid": cb.call_uuid,
+        }
+        meta = {"job": "apology", "tenant_id": tenant_id, "callback_id": cb.id, "department_id": cb.department_id,
+                "attempt": attempt, "client_attempts": dep.queue.callback_attempts,
+                "retry_delay_ms": dep.queue.callback_retry_delay * 1000,
+                "job_s": self.apology_lease_ms(max_message_s) // 2000}
+        try:
+            self.enqueue(data, meta)
+        except Exception as exc:  # noqa: BLE001 - give it back, try again later
+            log.error("tenant %d: expired callback %s could not be queued: %s", tenant_id, cb.id, exc)
+            self.callbacks.unclaim(tenant_id, cb, "job not queued")
+            return 0
+        log.info("tenant %d: callback %s expired (no member answered): calling %s back with the apology%s", tenant_id,
+                 cb.id, cb.caller, " and box %d" % box.id if box is not None else " (no voicemail box)")
+        return 1
 
     def _talks(self, tenant_id: int) -> None:
         """Keep the members of bridged callbacks busy while their leg lives; end the
@@ -164,8 +265,8 @@ class CallbackDispatcher:
         queue = self.agents.queue(tenant_id, cb.department_id)
         if not queue or queue[0][0] != member(cb.id):
             return False  # not its turn
-        if cb.attempts >= self.settings.max_attempts:
-            self.callbacks.settle(tenant_id, cb, "failed", "no member answered after %d attempts" % cb.attempts)
+        if cb.member_tries >= self.settings.max_attempts:
+            self.callbacks.settle(tenant_id, cb, "failed", "no member answered after %d attempts" % cb.member_tries)
             return False
         dep = snap.departments[cb.department_id]
         candidates = [m.employee_id for m in eligible(dep, snap)]
@@ -196,10 +297,15 @@ class CallbackDispatcher:
             "caller_id_number": e164(cb.dialed) or "",
             "agent_timeout_s": self.settings.agent_timeout_s,
             "client_timeout_s": self.settings.client_timeout_s,
+            # Whispers (workers.media): the member hears the client's number and how long
+            # they waited; the client hears the department's prompt on answering.
+            "waited_s": max(0, (self.clock() - cb.since_ms) // 1000),
+            "client_prompt": str(dep.queue.callback_prompt or PROMPT_SOUND),
         }
         meta = {"tenant_id": tenant_id, "callback_id": cb.id, "department_id": cb.department_id, "employee_id": emp.id,
                 "wrapup_ms": dep.wrapup_seconds * 1000, "pause_after": dep.pause_after_missed,
-                "max_attempts": self.settings.max_attempts, "attempt": attempt}
+                "max_attempts": self.settings.max_attempts, "attempt": attempt,
+                "client_attempts": dep.queue.callback_attempts, "retry_delay_ms": dep.queue.callback_retry_delay * 1000}
         try:
             self.enqueue(data, meta)
         except Exception as exc:  # noqa: BLE001 - give everything back, try again later
@@ -240,84 +346,6 @@ class CallbackDispatcher:
 
     def stop(self) -> None:
         self._running = False
-
-
-def _day() -> str:
-    return time.strftime("%Y%m%d", time.gmtime())
-
-
-# ------------------------------------------------------------------ RQ side
-
-
-def rq_enqueue(client: redis.Redis, settings: CallbackSettings) -> Callable[[dict, dict], Any]:
-    """Enqueue the callback job with its end-of-job callbacks (run by the worker)."""
-    from rq import Callback as RqCallback, Queue
-
-    from workers import CALLBACK_QUEUE, SERIALIZER
-
-    # JSON, not pickle: a job is data, never code (whoever can write Redis could
-    # otherwise run code in the worker). The worker reads with the same serializer.
-    queue = Queue(CALLBACK_QUEUE, connection=client, serializer=SERIALIZER)
-
-    def enqueue(data: dict, meta: dict) -> Any:
-        return queue.enqueue("workers.jobs.ring_agent_then_client", data, meta=meta, job_timeout=settings.job_s, ttl=settings.job_s,
-                             on_success=RqCallback(job_finished), on_failure=RqCallback(job_failed))
-
-    return enqueue
-
-
-def job_finished(job: Any, connection: redis.Redis, result: Any, *args: Any, **kwargs: Any) -> None:
-    """The job returned: end the member's offer (or keep it while they talk) and settle
-    the callback."""
-    status = result.get("status") if isinstance(result, dict) else "failed"
-    _settle(job.meta, connection, str(status), str((result or {}).get("cause") or "") if isinstance(result, dict) else "",
-            str(result.get("agent_uuid") or "") if isinstance(result, dict) else "")
-
-
-def job_failed(job: Any, connection: redis.Redis, *exc_info: Any, **kwargs: Any) -> None:
-    """The job raised (or timed out): the member is free, the callback tries again."""
-    _settle(job.meta, connection, "crashed", repr(exc_info[1]) if len(exc_info) > 1 else "")
-
-
-def _settle(meta: dict, connection: redis.Redis, status: str, cause: str, agent_uuid: str = "") -> None:
-    from workers.jobs import ABANDONED, AGENT_NO_ANSWER, BRIDGED
-
-    tenant_id, cb_id = int(meta["tenant_id"]), str(meta["callback_id"])
-    dept, emp = int(meta["department_id"]), int(meta["employee_id"])
-    agents, callbacks = AgentStore(connection), CallbackStore(connection)
-    wrapup_ms = int(meta.get("wrapup_ms") or 0)
-    cb = callbacks.get(tenant_id, cb_id)
-    attempt = int(meta.get("attempt") or 0)
-    if cb is not None and attempt and cb.attempts != attempt:
-        # This job outlived its claim: the callback went back to its place and a newer
-        # attempt took it (same offer id ``cb:<id>``). Its offer and the callback are
-        # the newer attempt's to end, not this one's.
-        log.warning("tenant %d: callback %s: attempt %d ended (%s) after attempt %d began; left to the newer attempt",
-                    tenant_id, cb_id, attempt, status, cb.attempts)
-        return
-    if status == BRIDGED and agent_uuid:
-        # The member talks now: the offer stays theirs (its lease, then the dispatcher's
-        # renewals) until their leg is gone (CallbackDispatcher._talks).
-        callbacks.talking(tenant_id, Talk(cb_id, agent_uuid, emp, dept, wrapup_ms, int(time.time() * 1000)))
-    else:
-        if status == BRIDGED:
-            release = Release(emp, "answered", wrapup_ms, 0)
-        elif status == AGENT_NO_ANSWER:
-            release = Release(emp, "missed", 0, 0, int(meta.get("pause_after") or 0))
-        else:
-            release = Release(emp, "free")
-        agents.release(tenant_id, member(cb_id), dept, [release], _day())
-    if cb is None:
-        return
-    result = status + (": " + cause if cause else "")
-    if status == BRIDGED:
-        callbacks.settle(tenant_id, cb, "done", result)
-    elif status in (AGENT_NO_ANSWER, "crashed", ABANDONED) and cb.attempts < int(meta.get("max_attempts") or 3):
-        callbacks.settle(tenant_id, cb, "pending", result)  # back at its place
-        agents.announce_free(tenant_id)
-    else:
-        callbacks.settle(tenant_id, cb, "failed", result)
-    log.info("tenant %d: callback %s: %s", tenant_id, cb_id, result)
 
 
 class LegChecker:

@@ -33,6 +33,12 @@ from simulator import Answer
 from test_callback_dispatcher import DEP, SNAP, T
 from test_e2e_calls import make_sim, wait_until
 
+
+def _now_ms() -> int:
+    """Now, in ms: a callback's place is when its caller joined the queue (it expires
+    after the department's no-answer timeout)."""
+    return int(__import__("time").time() * 1000)
+
 ROOT = Path(__file__).resolve().parent.parent
 # Simulated seconds (x 0.02 real): the member answers at once; the client rings 100 s
 # (2 s real) before answering, so the worker can be killed while the client rings.
@@ -82,7 +88,7 @@ def test_worker_killed_while_the_client_rings(r, redis_url, tmp_path):
         member = sim.add_user("101", "demo.pbx.local", behavior=Answer(after=1, hangup_after=100_000))
         client = sim.add_external("+78120000000", behavior=Answer(after=100, hangup_after=100_000))
         agents.channel_up(T, 2, "chan-2", 600_000)  # only member 1 (101) is free
-        cb = callbacks.request(T, DEP, "c1", 1000, "+78120000000", "+74950000001")
+        cb = callbacks.request(T, DEP, "c1", _now_ms(), "+78120000000", "+74950000001")
         sent: list[tuple[dict, dict]] = []
         enqueue = rq_enqueue(r, SETTINGS)
         d = CallbackDispatcher(r, lambda t: SNAP, Policy(external_dial_template="sofia/gateway/pstn/{number}"), SETTINGS,
@@ -132,7 +138,7 @@ def test_worker_killed_while_the_client_rings(r, redis_url, tmp_path):
 def test_the_client_is_dialled_once_per_attempt(r):
     """The check the job makes before each originate (``CallbackStore.leg``)."""
     callbacks = CallbackStore(r)
-    cb = callbacks.request(T, DEP, "c1", 1000, "+78120000000", "+74950000001")
+    cb = callbacks.request(T, DEP, "c1", _now_ms(), "+78120000000", "+74950000001")
     uuids = ["00000000-0000-4000-8000-00000000000%d" % i for i in range(6)]
     assert not callbacks.leg(T, cb, 1, "agent", uuids[0])  # not claimed yet
     assert callbacks.claim(T, cb, 60_000) == 1

@@ -13,6 +13,12 @@ from orchestrator.store.callbacks import CallbackStore, Talk, member
 from tests.rq_burst import work_burst
 from workers import CALLBACK_QUEUE
 
+
+def _now_ms() -> int:
+    """Now, in ms: a callback's place is when its caller joined the queue (it expires
+    after the department's no-answer timeout)."""
+    return int(__import__("time").time() * 1000)
+
 T, DEP = 7, 10
 SNAP = TenantSnapshot(
     T, "Demo", "demo.pbx.local",
@@ -41,13 +47,15 @@ def dispatcher(r, jobs: list) -> CallbackDispatcher:
 def test_head_callback_takes_a_free_member_and_the_job_end_releases_it(r):
     agents, callbacks = AgentStore(r), CallbackStore(r)
     agents.channel_up(T, 1, "chan-1", 60_000)  # member 1 is on a call
-    cb = callbacks.request(T, DEP, "c1", 1000, "+78120000000", "+74950000001")
+    cb = callbacks.request(T, DEP, "c1", _now_ms(), "+78120000000", "+74950000001")
     jobs: list = []
     d = dispatcher(r, jobs)
     assert d.tick() == 1 and d.tick() == 0  # once only
     (data, meta), = jobs
     assert data == {"tenant_id": str(T), "callback_id": cb, "attempt": 1, "agent_extension": "102", "agent_domain": "demo.pbx.local",
-                    "client_number": "+78120000000", "caller_id_number": "+74950000001", "agent_timeout_s": 5, "client_timeout_s": 5}
+                    "client_number": "+78120000000", "caller_id_number": "+74950000001", "agent_timeout_s": 5, "client_timeout_s": 5,
+                    "waited_s": data["waited_s"], "client_prompt": "ivr/ivr-thank_you.wav"}  # whispers (stock prompt)
+    assert 0 <= data["waited_s"] < 60
     assert meta["employee_id"] == 2
     assert callbacks.get(T, cb).status == "dialing" and agents.queue(T, DEP) == []
     # Nobody else is offered member 2 meanwhile, for the whole job (long lease).
@@ -72,7 +80,7 @@ def test_a_bridged_callback_keeps_its_member_busy_until_their_leg_is_gone(r):
     lease renewed while FreeSWITCH still has the leg); when the leg is gone the offer
     ends like an answered call's: wrap-up from then, the talk time counted."""
     agents, callbacks = AgentStore(r), CallbackStore(r)
-    cb = callbacks.request(T, DEP, "c1", 1000, "+78120000000", "+74950000001")
+    cb = callbacks.request(T, DEP, "c1", _now_ms(), "+78120000000", "+74950000001")
     jobs: list = []
     legs = {"agent-leg": True}
     now = {"ms": 0}
@@ -168,7 +176,7 @@ def test_a_job_that_outlived_its_claim_leaves_the_newer_attempt_alone(r):
     from orchestrator.store.callbacks import callback_key
 
     agents, callbacks = AgentStore(r), CallbackStore(r)
-    cb = callbacks.request(T, DEP, "c1", 1000, "+78120000000", "+74950000001")
+    cb = callbacks.request(T, DEP, "c1", _now_ms(), "+78120000000", "+74950000001")
     jobs: list = []
     d = dispatcher(r, jobs)
     assert d.tick() == 1
@@ -190,7 +198,7 @@ def test_a_job_that_outlived_its_claim_leaves_the_newer_attempt_alone(r):
 def test_not_its_turn_and_nobody_free(r):
     agents, callbacks = AgentStore(r), CallbackStore(r)
     agents.join_queue(T, DEP, "earlier-caller", 500)
-    cb = callbacks.request(T, DEP, "c1", 1000, "+78120000000", "+74950000001")
+    cb = callbacks.request(T, DEP, "c1", _now_ms(), "+78120000000", "+74950000001")
     jobs: list = []
     d = dispatcher(r, jobs)
     assert d.tick() == 0 and callbacks.get(T, cb).status == "pending"  # a caller ahead
@@ -205,7 +213,7 @@ def test_not_its_turn_and_nobody_free(r):
 def test_real_rq_worker_runs_the_job_and_its_end_callback_frees_the_member(r, redis_url, monkeypatch):
     monkeypatch.setenv("PBX_ESL_ADDRESS", "127.0.0.1:1")  # the worker's own setting: nothing listens there
     agents, callbacks = AgentStore(r), CallbackStore(r)
-    cb = callbacks.request(T, DEP, "c1", 1000, "+78120000000", "+74950000001")
+    cb = callbacks.request(T, DEP, "c1", _now_ms(), "+78120000000", "+74950000001")
     d = CallbackDispatcher(r, lambda t: SNAP, Policy(), SETTINGS, rq_enqueue(r, SETTINGS))
     assert d.tick() == 1
     # ESL unreachable (port 1): the job reports "failed"; the member is free, no retry.
@@ -220,7 +228,7 @@ def test_pbx_inspect_callbacks(r):
 
     from orchestrator.inspect_cli import main
 
-    CallbackStore(r).request(T, DEP, "c1", 1000, "+78120000000", "+74950000001")
+    CallbackStore(r).request(T, DEP, "c1", _now_ms(), "+78120000000", "+74950000001")
     out = io.StringIO()
     assert main(["callbacks", "--tenant", str(T)], out, r) == 0
     assert "+78120000000" in out.getvalue() and "pending" in out.getvalue()

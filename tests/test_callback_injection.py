@@ -25,6 +25,12 @@ from test_callback_dispatcher import DEP, SNAP, T
 from test_core_departments import NUMBER, T0, bridge_of, callback_snap, ctx
 from workers import jobs
 
+
+def _now_ms() -> int:
+    """Now, in ms: a callback's place is when its caller joined the queue (it expires
+    after the department's no-answer timeout)."""
+    return int(__import__("time").time() * 1000)
+
 # What a caller (or a carrier passing the caller's SIP From through) can put in the
 # Caller-ID-Number, and what each would do inside ``originate {...}<dial> &park()``.
 INJECTIONS = [
@@ -117,14 +123,14 @@ def test_the_store_refuses_a_callback_to_anything_but_e164(r, caller):
     agents, callbacks = AgentStore(r), CallbackStore(r)
     agents.join_queue(T, DEP, "c1", 1000)
     with pytest.raises(ValueError, match="not an E.164 number"):
-        callbacks.request(T, DEP, "c1", 1000, caller, "+74950000001")
+        callbacks.request(T, DEP, "c1", _now_ms(), caller, "+74950000001")
     assert [u for u, _ in agents.queue(T, DEP)] == ["c1"] and callbacks.open(T) == []  # the caller's place is theirs
 
 
 def test_the_dispatcher_settles_a_callback_it_cannot_dial_and_queues_no_job(r):
     """A callback whose number was written into Redis by something else than ``request``."""
     agents, callbacks = AgentStore(r), CallbackStore(r)
-    cb = callbacks.request(T, DEP, "c1", 1000, "+78120000000", "+74950000001")
+    cb = callbacks.request(T, DEP, "c1", _now_ms(), "+78120000000", "+74950000001")
     r.hset(callback_key(T, cb), "caller", INJECTIONS[0])
     jobs_queued: list = []
     d = CallbackDispatcher(r, lambda t: SNAP, Policy(), CallbackSettings(), lambda data, meta: jobs_queued.append(data))

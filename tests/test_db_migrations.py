@@ -28,7 +28,7 @@ def empty_url(empty_db_url: str) -> str:
 def test_upgrade_creates_every_table_and_seeds_index_version(empty_url: str) -> None:
     assert current(empty_url) is None
     upgrade(empty_url)
-    assert current(empty_url) == "0005"
+    assert current(empty_url) == "0006"
     engine = make_engine(empty_url)
     try:
         assert TABLES <= set(inspect(engine).get_table_names())
@@ -52,7 +52,7 @@ def test_upgrade_twice_is_a_no_op_and_downgrade_to_base_drops_everything(empty_u
     finally:
         engine.dispose()
     upgrade(empty_url)  # and back up again
-    assert current(empty_url) == "0005"
+    assert current(empty_url) == "0006"
 
 
 def test_upgrade_accepts_an_engine(tmp_path) -> None:

@@ -98,6 +98,9 @@ def test_callback_keeps_the_place_then_rings_the_member_first_then_the_client(si
     agents, callbacks = AgentStore(r), CallbackStore(r)
     ten = sim.add_user("310", DOMAIN, behavior=Answer(after=1, hangup_after=100))  # 2 s real: B has time to ask
     client_phone = sim.add_external("+79990000012", Answer(after=2, hangup_after=50))  # talks 1 s real
+    gone: list = []
+    destroyed = sim.channel_destroyed
+    sim.channel_destroyed = lambda ch: (gone.append(ch), destroyed(ch))  # keep the finished channels' apps
 
     a = sim.place_call(NUMBER, caller_id="+79990000011")  # the only member talks to A
     wait_until(lambda: ten.legs and ten.legs[0].answered_at is not None, what="A answered")
@@ -135,6 +138,16 @@ def test_callback_keeps_the_place_then_rings_the_member_first_then_the_client(si
     assert agents.reserve(tenant_id, "someone-else", dep, [emp], 1)[1] == {emp: "offered_elsewhere"}
     wait_until(lambda: agents.states(tenant_id, [emp])[emp].offer == "", timeout=20, what="the callback's offer ended")
     assert agent_leg.ended_at is not None and client_leg.ended_at is not None
+    # Whispers: the member heard the client's number and the minute waited (stock
+    # prompts) before the client was dialled; the client heard the callback prompt.
+    wait_until(lambda: {agent_leg.leg_uuid, client_leg.leg_uuid} <= {c.uuid for c in gone}, what="legs destroyed")
+    (agent_ch,) = [c for c in gone if c.uuid == agent_leg.leg_uuid]
+    (client_ch,) = [c for c in gone if c.uuid == client_leg.leg_uuid]
+    whisper = "file_string://" + "!".join(["digits/%s.wav" % d for d in "79990000012"]
+                                          + ["silence_stream://400", "digits/1.wav", "time/minute.wav"])
+    (whispered_at,) = [t for t, n, d in agent_ch.apps_log if (n, d) == ("playback", whisper)]
+    assert client_leg.invited_at > whispered_at
+    assert ("playback", "ivr/ivr-thank_you.wav") in [(n, d) for _, n, d in client_ch.apps_log]
     day = __import__("time").strftime("%Y%m%d", __import__("time").gmtime())
     state = agents.states(tenant_id, [emp], [day])[emp]
     assert state.missed == 0 and callbacks.talks(tenant_id) == []

@@ -26,6 +26,12 @@ from tests.esl_replay import EVENT_PLAIN_OK, ReplayServer, Script, Step
 from workers import CALLBACK_QUEUE, QUEUES, SERIALIZER
 from workers.jobs import ring_agent_then_client
 
+
+def _now_ms() -> int:
+    """Now, in ms: a callback's place is when its caller joined the queue (it expires
+    after the department's no-answer timeout)."""
+    return int(__import__("time").time() * 1000)
+
 SUBSCRIBE = b"event plain BACKGROUND_JOB\n\n"
 RECORDED_AGENT = b"sofia/internal/agent@127.0.0.1:5171"
 RECORDED_CLIENT = b"sofia/internal/client@127.0.0.1:5172"
@@ -232,7 +238,7 @@ def test_a_callback_job_in_redis_is_json_and_holds_no_password(redis_url: str) -
 
     r = redis.Redis.from_url(redis_url)
     r.flushdb()
-    CallbackStore(r).request(T, DEP, "c1", 1000, "+78120000000", "+74950000001")
+    CallbackStore(r).request(T, DEP, "c1", _now_ms(), "+78120000000", "+74950000001")
     settings = CallbackSettings()
     assert CallbackDispatcher(r, lambda t: SNAP, Policy(), settings, rq_enqueue(r, settings)).tick() == 1
     (job_id,) = [k.decode().split(":", 2)[2] for k in r.keys("rq:job:*")]
@@ -243,7 +249,7 @@ def test_a_callback_job_in_redis_is_json_and_holds_no_password(redis_url: str) -
     assert func == "workers.jobs.ring_agent_then_client" and kwargs == {} and instance is None
     (data,) = args
     assert set(data) == {"tenant_id", "callback_id", "attempt", "agent_extension", "agent_domain", "client_number",
-                         "caller_id_number", "agent_timeout_s", "client_timeout_s"}
+                         "caller_id_number", "agent_timeout_s", "client_timeout_s", "waited_s", "client_prompt"}
     assert json.loads(raw[b"meta"])["callback_id"] == data["callback_id"]
     r.close()
 

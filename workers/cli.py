@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -68,6 +69,23 @@ def main(argv: list[str] | None = None) -> int:
     # load instead of running. The ESL address and password come from this process's
     # own settings (PBX_ESL_ADDRESS / PBX_ESL_PASSWORD), never from a job.
     worker = worker_class(queues, connection=connection, name=args.name, serializer=SERIALIZER)
+    if settings.metrics_port is not None:
+        from orchestrator import metrics
+        from orchestrator.esl import inbound
+
+        metrics.count_redis_errors(connection)
+        inbound.on_reconnect = metrics.esl_reconnect
+        # A thread of its own (see metrics.serve_in_thread), with its own Redis client.
+        def registry() -> Any:
+            return metrics.worker_registry(redis.Redis.from_url(redis_url, socket_timeout=5), QUEUES, worker.key,
+                                           settings.metrics_top_tenants)
+
+        try:
+            address = metrics.serve_in_thread(registry, settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            log.error("cannot serve metrics on %s:%d (PBX_METRICS_LISTEN): %s", settings.metrics_host, settings.metrics_port, exc)
+            return 2
+        print("pbx-worker metrics on http://%s:%d/metrics" % address, flush=True)
     log.info("pbx-worker on queues %s", ", ".join(QUEUES))
     worker.work(burst=args.burst, logging_level=args.log_level.upper())
     return 0

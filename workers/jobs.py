@@ -28,6 +28,12 @@ FreeSWITCH behaviour relied on (transcripts P06 / P06b, inbound_04 .. inbound_09
   hang the agent up itself.
 * ``uuid_bridge <agent> <client>`` answers ``+OK <client>``; from then on the legs live
   on their own and hanging one up hangs up the other (P06).
+* Whispers (``workers.media``): with ``waited_s`` in the job, the parked member hears the
+  client's number and the minutes they waited (stock ``digits/N.wav`` and
+  ``time/minute(s).wav`` prompts in one ``file_string://`` playback, sent with
+  ``sendmsg``) before the client is dialled; with ``client_prompt``, the client hears that
+  sound ("this is your callback") on answering, before the bridge. The job then needs
+  CHANNEL_EXECUTE_COMPLETE / CHANNEL_HANGUP_COMPLETE on its connection.
 """
 from __future__ import annotations
 
@@ -39,9 +45,11 @@ from typing import Any, Callable, Mapping
 import redis
 
 from orchestrator.config import Settings, from_env
+from orchestrator.core import sounds
 from orchestrator.core.dialstrings import callback_endpoints, e164, safe_uuid
 from orchestrator.errors import ConfigError, EslCommandError, EslError, ProtocolError
 from orchestrator.esl.inbound import InboundClient
+from workers import media
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +93,12 @@ class CallbackCall:
     esl_host: str
     esl_port: int
     esl_password: str
+    whisper: str = ""  # the member's whisper (file_string:// of stock prompts), "" none
+    client_prompt: str = ""  # what the client hears on answering (checked sound), "" none
+
+    @property
+    def needs_media(self) -> bool:
+        return bool(self.whisper or self.client_prompt)
 
     @classmethod
     def from_job(cls, job: Mapping[str, Any], settings: Settings) -> "CallbackCall":
@@ -102,6 +116,12 @@ class CallbackCall:
         caller_id = str(job.get("caller_id_number") or "")
         if caller_id and e164(caller_id) != caller_id:
             raise ValueError("caller ID %r is not an E.164 number" % caller_id[:40])
+        whisper = ""
+        if job.get("waited_s") is not None:  # the number is E.164 (checked above); minutes a whole number
+            whisper = media.whisper(str(job["client_number"]), _whole(job["waited_s"], "waited_s", 0, 10 * 86400))
+        prompt = str(job.get("client_prompt") or "")
+        if prompt:  # a sound of the grammar (core.model.Sound), a tenant's own file under our recordings dir
+            prompt = sounds.file_arg(prompt, int(tenant_id), settings.recordings_dir)
         return cls(
             tenant_id=tenant_id,
             callback_id=callback_id,
@@ -114,6 +134,8 @@ class CallbackCall:
             esl_host=settings.esl_host,
             esl_port=settings.esl_port,
             esl_password=settings.esl_password,
+            whisper=whisper,
+            client_prompt=prompt,
         )
 
     def leg_variables(self, timeout_s: int) -> dict[str, str]:
@@ -131,11 +153,13 @@ def _whole(value: Any, what: str, low: int, high: int) -> int:
 
 
 def _connect(call: CallbackCall) -> InboundClient:
-    """A short-lived connection for one job (no reconnect: the job reports instead)."""
+    """A short-lived connection for one job (no reconnect: the job reports instead);
+    subscribed to the media events when the job plays something (``workers.media``)."""
     return InboundClient(
         call.esl_host,
         call.esl_port,
         call.esl_password,
+        events=media.MEDIA_EVENTS if getattr(call, "needs_media", False) else (),
         connect_timeout=ESL_CONNECT_TIMEOUT_S,
         command_timeout=ESL_COMMAND_TIMEOUT_S,
         reconnect=False,
@@ -172,7 +196,9 @@ def ring_agent_then_client(job: dict) -> dict:
 
     ``job``: {tenant_id, callback_id, attempt, agent_extension, agent_domain,
     client_number (E.164), caller_id_number (E.164 or ""), agent_timeout_s,
-    client_timeout_s}. FreeSWITCH's address and password are this worker's settings.
+    client_timeout_s, waited_s (optional: the member's whisper), client_prompt (optional:
+    a sound the client hears on answering)}. FreeSWITCH's address and password are this
+    worker's settings.
     Returns {status: bridged | agent_no_answer | client_no_answer | failed | abandoned,
     cause, agent_uuid, client_uuid, tenant_id, callback_id}.
     """
@@ -225,6 +251,26 @@ class _Outcome:
 
 
 def _ring(esl: InboundClient, call: CallbackCall, outcome: _Outcome, extra: dict, claim: _Claim) -> dict:
+    stream = esl.events_stream() if call.needs_media else None  # before any leg: no event is missed
+    try:
+        return _ring_legs(esl, call, outcome, extra, claim, stream)
+    finally:
+        if stream is not None:
+            stream.close()
+
+
+def _play(esl: InboundClient, stream: Any, leg: str, sound: str, extra: dict) -> bool:
+    """Play ``sound`` on the parked ``leg``; False when the leg hung up meanwhile."""
+    try:
+        media.execute(esl, stream, leg, "playback", sound, timeout_s=120)
+    except media.LegGone as exc:
+        log.info("callback: the leg hung up during a prompt", extra={**extra, "leg": leg, "cause": str(exc)})
+        return False
+    return True
+
+
+def _ring_legs(esl: InboundClient, call: CallbackCall, outcome: _Outcome, extra: dict, claim: _Claim,
+               stream: Any) -> dict:
     agent_leg = str(uuidlib.uuid4())
     if not claim.allows("agent", agent_leg):
         log.warning("callback: attempt %d is no longer current; nobody rung", call.attempt, extra=extra)
@@ -240,6 +286,9 @@ def _ring(esl: InboundClient, call: CallbackCall, outcome: _Outcome, extra: dict
         status = FAILED if _is_setup_problem(exc) else AGENT_NO_ANSWER
         log.info("callback: agent did not answer", extra={**extra, "cause": exc.cause, "status": status})
         return outcome.done(status, exc.cause)
+
+    if call.whisper and not _play(esl, stream, outcome.agent_uuid, call.whisper, extra):
+        return outcome.done(AGENT_NO_ANSWER, "the member hung up during the whisper")
 
     client_leg = str(uuidlib.uuid4())
     if not claim.allows("client", client_leg):
@@ -260,6 +309,10 @@ def _ring(esl: InboundClient, call: CallbackCall, outcome: _Outcome, extra: dict
         status = FAILED if _is_setup_problem(exc) else CLIENT_NO_ANSWER
         log.info("callback: client did not answer", extra={**extra, "cause": exc.cause, "status": status})
         return outcome.done(status, exc.cause)
+
+    if call.client_prompt and not _play(esl, stream, outcome.client_uuid, call.client_prompt, extra):
+        esl.uuid_kill(outcome.agent_uuid)
+        return outcome.done(CLIENT_NO_ANSWER, "the client hung up during the callback prompt")
 
     try:
         esl.uuid_bridge(outcome.agent_uuid, outcome.client_uuid)

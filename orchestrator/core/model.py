@@ -175,6 +175,14 @@ class QueueSettings:
     callback_allowed: bool = False
     callback_key: str = "1"
     announce_every: int = 30  # seconds of music between announcements (announcement / position)
+    # Callbacks (workers.jobs): the apology played to a client whose callback expired (no
+    # member answered within the department's no_answer_timeout), the prompt a called-back
+    # client hears on answering, the attempts to reach the client and the delay between them.
+    callback_apology: Sound | None = None
+    callback_prompt: Sound | None = None
+    callback_attempts: int = 3
+    callback_retry_delay: int = 60
+    callback_box_id: int | None = None  # the apology's voicemail box (None: the no-answer target's)
 
 
 @dataclass(frozen=True)

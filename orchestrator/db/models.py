@@ -189,6 +189,9 @@ class Department(NoAnswerTarget, TenantScoped, Base):  # type: ignore[valid-type
         CheckConstraint("queue_max_wait > 0 AND queue_max_length >= 0", name="queue_limits"),
         CheckConstraint("pause_after_missed >= 0 AND stats_window_days BETWEEN 1 AND 31", name="member_rules"),
         CheckConstraint("queue_announce_every BETWEEN 5 AND 600", name="queue_announce"),
+        CheckConstraint("queue_callback_attempts BETWEEN 1 AND 10 AND queue_callback_retry_delay BETWEEN 0 AND 3600",
+                        name="queue_callback_retries"),
+        _same_tenant_fk(("tenant_id", "queue_callback_box_id"), "voicemail_box", ondelete=None),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -208,10 +211,20 @@ class Department(NoAnswerTarget, TenantScoped, Base):  # type: ignore[valid-type
     queue_callback_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
     queue_callback_key: Mapped[str] = mapped_column(String(1), default="1")
     queue_announce_every: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    queue_callback_apology: Mapped[str | None] = mapped_column(String(255))  # expired callback (sound)
+    queue_callback_prompt: Mapped[str | None] = mapped_column(String(255))  # "this is your callback" (sound)
+    queue_callback_attempts: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    queue_callback_retry_delay: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    # The expired callback's voicemail box (None: the no-answer target's box, if it is one).
+    queue_callback_box_id: Mapped[int | None] = mapped_column(Integer)
     outbound_caller_id: Mapped[str | None] = mapped_column(String(32))  # a number of the tenant
     no_answer: Mapped[TargetRef]  # composite from NoAnswerTarget
 
     tenant: Mapped[Tenant] = relationship(back_populates="departments")
+    queue_callback_box: Mapped[VoicemailBox | None] = relationship(
+        primaryjoin="Department.queue_callback_box_id == VoicemailBox.id",
+        foreign_keys="[Department.queue_callback_box_id]",
+    )
     members: Mapped[list[DepartmentMember]] = relationship(
         back_populates="department", cascade="all, delete-orphan", passive_deletes=True,
         order_by="DepartmentMember.order",

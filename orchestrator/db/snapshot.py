@@ -105,6 +105,10 @@ def _department(d: Department, members: tuple[Member, ...]) -> CoreDepartment:
             announce_position=d.queue_announce_position, max_wait=d.queue_max_wait,
             max_length=d.queue_max_length, callback_allowed=d.queue_callback_allowed,
             callback_key=d.queue_callback_key, announce_every=d.queue_announce_every,
+            callback_apology=_sound(d.queue_callback_apology, d.tenant_id, where + " queue.callback_apology"),
+            callback_prompt=_sound(d.queue_callback_prompt, d.tenant_id, where + " queue.callback_prompt"),
+            callback_attempts=d.queue_callback_attempts, callback_retry_delay=d.queue_callback_retry_delay,
+            callback_box_id=d.queue_callback_box_id,
         ),
         members=members, outbound_caller_id=d.outbound_caller_id,
     )

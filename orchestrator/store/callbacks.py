@@ -8,12 +8,20 @@ Keys of tenant ``T`` (hash tag ``{t:T}``):
 
     {t:T}:callback:<id>   HASH  caller, dialed, department, since (place, ms), created and
                                 expires (ms; its queue lease),
-                                status (pending | dialing | done | failed | cancelled),
+                                status (pending | dialing | done | expired | failed |
+                                cancelled),
                                 attempts, until (dialing: lease expiry ms), result,
                                 legs (the uuids the current attempt's job originated,
                                 space-separated, so a lost attempt's legs can be hung
                                 up), client_attempt (the attempt that dialled the client:
-                                the client is dialled at most once per attempt)
+                                the client is dialled at most once per attempt),
+                                call (the caller's original call uuid: the expired
+                                callback's voicemail is linked to it),
+                                client_tries (attempts that reached a member but not
+                                the client), not_before (ms: waiting out the
+                                department's retry delay, out of the queue, until then),
+                                mode ("" | apology: expired, the client is called with
+                                the department's apology and may leave a voicemail)
     {t:T}:callbacks       ZSET  id -> created ms: the tenant's open callbacks (pending or
                                 dialing); done/failed/cancelled ones leave it
     {t:T}:queue:<dept>    ZSET  (store.agents) ``cb:<id>`` -> the caller's place
@@ -52,6 +60,7 @@ from orchestrator.store.redis_store import tenant_tag
 TENANTS_KEY = "pbx:callback-tenants"
 MAX_AGE_MS = 2 * 3600 * 1000
 OPEN = ("pending", "dialing")
+# Settled: done (bridged), expired (the apology call reached the client), failed, cancelled.
 
 
 def callback_key(tenant_id: int, callback_id: str) -> str:
@@ -100,19 +109,45 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[2])
 redis.call('HSET', KEYS[3], 'caller', ARGV[5], 'dialed', ARGV[6], 'department', ARGV[7], 'since', ARGV[3],
-           'created', now, 'expires', now + tonumber(ARGV[4]), 'status', 'pending', 'attempts', 0)
+           'created', now, 'expires', now + tonumber(ARGV[4]), 'status', 'pending', 'attempts', 0, 'call', ARGV[1],
+           'client_tries', 0, 'not_before', 0, 'mode', '')
 redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[4]) + 86400000)
 redis.call('ZADD', KEYS[4], now, ARGV[8])
 return now
 """
 
-# KEYS[1] = {t:T}:callback:<id>; ARGV[1] = dialing lease ms
+# KEYS[1] = {t:T}:callback:<id>, KEYS[2] = {t:T}:queue:<dept>, KEYS[3] = ...:lease
+# ARGV[1] = dialing lease ms, ARGV[2] = "apology": the callback expired (it leaves the
+# queue now, for good, and is marked mode=apology) | "" (the reservation takes it out),
+# ARGV[3] = cb:<id>
 # pending -> dialing (attempts + 1, until = now + lease). Returns the attempt, or 0 when
 # the callback is not pending (cancelled, taken by another dispatcher, gone).
 CLAIM_LUA = _NOW + """
 if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'dialing', 'until', now + tonumber(ARGV[1]), 'legs', '')
+redis.call('HSET', KEYS[1], 'status', 'dialing', 'until', now + tonumber(ARGV[1]), 'legs', '', 'not_before', 0)
+if ARGV[2] == 'apology' then
+  redis.call('HSET', KEYS[1], 'mode', 'apology')
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+end
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+"""
+
+# KEYS[1] = {t:T}:callback:<id>, KEYS[2] = {t:T}:queue:<dept>, KEYS[3] = ...:lease
+# ARGV[1] = cb:<id>, ARGV[2] = max age ms
+# A pending callback whose retry delay is over (0 < not_before <= now) and that is not an
+# apology goes back into the queue at its own place (NX); its queue lease (expires) is
+# at least now + max age again (retries may outlast the first lease). Returns 1 if it
+# was put back.
+REQUEUE_LUA = _NOW + """
+local f = redis.call('HMGET', KEYS[1], 'status', 'not_before', 'since', 'expires', 'mode')
+if f[1] ~= 'pending' or tonumber(f[2] or '0') == 0 or tonumber(f[2]) > now or f[5] == 'apology' then return 0 end
+local expires = math.max(tonumber(f[4] or '0'), now + tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'not_before', 0, 'expires', expires)
+redis.call('PEXPIRE', KEYS[1], expires - now + 86400000)
+redis.call('ZADD', KEYS[2], 'NX', f[3], ARGV[1])
+redis.call('ZADD', KEYS[3], expires, ARGV[1])
+return 1
 """
 
 # KEYS[1] = {t:T}:callback:<id>
@@ -137,17 +172,25 @@ return 1
 # KEYS[4] = {t:T}:callbacks
 # ARGV[1] = cb:<id>, ARGV[2] = new status (pending | done | failed | cancelled),
 # ARGV[3] = result text, ARGV[4] = "1": only if dialing and its lease ended (sweep),
-# ARGV[5] = callback id
-# pending: back in the queue at its own place (NX), lease to created + max age kept;
-# expires (created + max age) as its lease again; otherwise: out of the queue and of the
-# open index. Returns 1 if changed.
+# ARGV[5] = callback id, ARGV[6] = retry delay ms (pending: wait that long out of the
+# queue; 0: back at once), ARGV[7] = "1": the client did not answer (client_tries + 1)
+# pending: back in the queue at its own place (NX) with expires (created + max age) as
+# its lease again - unless it waits out a retry delay or is an apology: then out of the
+# queue, not_before = now + delay (``REQUEUE_LUA`` / the dispatcher take it then);
+# otherwise: out of the queue and of the open index. Returns 1 if changed.
 SETTLE_LUA = _NOW + """
-local f = redis.call('HMGET', KEYS[1], 'status', 'until', 'since', 'expires')
+local f = redis.call('HMGET', KEYS[1], 'status', 'until', 'since', 'expires', 'mode')
 if not f[1] then return 0 end
 if f[1] ~= 'pending' and f[1] ~= 'dialing' then return 0 end
 if ARGV[4] == '1' and (f[1] ~= 'dialing' or tonumber(f[2] or '0') > now) then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'result', ARGV[3], 'until', 0)
-if ARGV[2] == 'pending' then
+if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[1], 'client_tries', 1) end
+local delay = tonumber(ARGV[6] or '0') or 0
+if ARGV[2] == 'pending' and (delay > 0 or f[5] == 'apology') then
+  redis.call('HSET', KEYS[1], 'not_before', now + delay)
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+elseif ARGV[2] == 'pending' then
   redis.call('ZADD', KEYS[2], 'NX', f[3], ARGV[1])
   redis.call('ZADD', KEYS[3], f[4], ARGV[1])
 else
@@ -172,6 +215,15 @@ class Callback:
     until_ms: int = 0
     result: str = ""
     legs: tuple[str, ...] = ()  # what the current attempt's job originated (uuids)
+    call_uuid: str = ""  # the caller's original call
+    client_tries: int = 0  # attempts in which a member answered but the client did not
+    not_before_ms: int = 0  # waiting out the retry delay (out of the queue) until then
+    mode: str = ""  # "apology": expired, the client is called with the apology
+
+    @property
+    def member_tries(self) -> int:
+        """Attempts that did not reach the client because no member answered (or lost)."""
+        return self.attempts - self.client_tries
 
 
 def _s(v: object) -> str:
@@ -195,6 +247,7 @@ class CallbackStore:
         self._claim = client.register_script(CLAIM_LUA)
         self._settle = client.register_script(SETTLE_LUA)
         self._leg = client.register_script(LEG_LUA)
+        self._requeue = client.register_script(REQUEUE_LUA)
 
     def request(self, tenant_id: int, department_id: int, call_uuid: str, since_ms: int, caller: str, dialed: str) -> str:
         """Turn the caller's queue entry into a callback at the same place; its id.
@@ -218,7 +271,8 @@ class CallbackStore:
             return None
         return Callback(callback_id, _i(h.get("department")), h.get("caller", ""), h.get("dialed", ""), _i(h.get("since")),
                         _i(h.get("created")), h.get("status", ""), _i(h.get("attempts")), _i(h.get("until")), h.get("result", ""),
-                        tuple(h.get("legs", "").split()))
+                        tuple(h.get("legs", "").split()), h.get("call", ""), _i(h.get("client_tries")),
+                        _i(h.get("not_before")), h.get("mode", ""))
 
     def open(self, tenant_id: int) -> list[Callback]:
         """Pending and dialing callbacks, oldest first (lost hashes are dropped from the index)."""
@@ -257,15 +311,30 @@ class CallbackStore:
         """Forget a talking callback; False when another dispatcher already did."""
         return bool(self.r.hdel(talking_key(tenant_id), callback_id))
 
-    def claim(self, tenant_id: int, callback_id: str, lease_ms: int) -> int:
-        """pending -> dialing; the attempt number, 0 when it was not pending."""
-        return _i(self._claim(keys=[callback_key(tenant_id, callback_id)], args=[lease_ms]))
+    def claim(self, tenant_id: int, callback_id: str, lease_ms: int, *, department_id: int = 0, apology: bool = False) -> int:
+        """pending -> dialing; the attempt number, 0 when it was not pending. ``apology``:
+        the callback expired; it leaves its department's queue for good."""
+        keys = [callback_key(tenant_id, callback_id), queue_key(tenant_id, department_id),
+                queue_lease_key(tenant_id, department_id)]
+        return _i(self._claim(keys=keys, args=[lease_ms, "apology" if apology else "", member(callback_id)]))
 
-    def settle(self, tenant_id: int, callback: Callback, status: str, result: str = "", *, only_expired: bool = False) -> bool:
+    def settle(self, tenant_id: int, callback: Callback, status: str, result: str = "", *, only_expired: bool = False,
+               retry_delay_ms: int = 0, client_missed: bool = False) -> bool:
+        """Change the callback's status. ``pending`` puts it back at its place, or, with
+        ``retry_delay_ms`` (or as an apology), out of the queue until ``requeue`` / the
+        dispatcher takes it again; ``client_missed`` counts an attempt the client did not
+        answer."""
         keys = [callback_key(tenant_id, callback.id), queue_key(tenant_id, callback.department_id),
                 queue_lease_key(tenant_id, callback.department_id), index_key(tenant_id)]
-        out = self._settle(keys=keys, args=[member(callback.id), status, result, "1" if only_expired else "0", callback.id])
+        out = self._settle(keys=keys, args=[member(callback.id), status, result, "1" if only_expired else "0", callback.id,
+                                            max(0, int(retry_delay_ms)), "1" if client_missed else "0"])
         return _i(out) == 1
+
+    def requeue(self, tenant_id: int, callback: Callback) -> bool:
+        """A callback whose retry delay is over goes back into the queue at its own place."""
+        keys = [callback_key(tenant_id, callback.id), queue_key(tenant_id, callback.department_id),
+                queue_lease_key(tenant_id, callback.department_id)]
+        return _i(self._requeue(keys=keys, args=[member(callback.id), self.max_age_ms])) == 1
 
     def leg(self, tenant_id: int, callback_id: str, attempt: int, which: str, leg_uuid: str) -> bool:
         """May attempt ``attempt``'s job originate its ``which`` (agent | client) leg

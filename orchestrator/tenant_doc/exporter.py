@@ -71,7 +71,7 @@ EMPLOYEE_DEFAULTS = {"role": "user", "ring_seconds": 20, "logged_in": True}
 DEPARTMENT_DEFAULTS = {"strategy": "ring_all", "ring_seconds": 20, "no_answer_timeout": 60, "wrapup_seconds": 0,
                        "pause_after_missed": 0, "stats_window_days": 1}
 QUEUE_DEFAULTS = {"announce_position": False, "announce_every": 30, "max_wait": 300, "max_length": 0,
-                  "callback_allowed": False, "callback_key": "1"}
+                  "callback_allowed": False, "callback_key": "1", "callback_attempts": 3, "callback_retry_delay": 60}
 MENU_DEFAULTS = {"timeout_seconds": 5, "max_invalid": 3, "direct_dial": True}
 BOX_DEFAULTS = {"max_message_seconds": 120}
 
@@ -142,7 +142,9 @@ def _document(session: Session, tid: int, with_secrets: bool, pending: bool) -> 
         origins[join("departments", i)] = (Department, d)
         queue = _prune({k: getattr(d, "queue_" + k) for k in (
             "music", "announcement", "announce_position", "announce_every", "max_wait", "max_length",
-            "callback_allowed", "callback_key")}, QUEUE_DEFAULTS)
+            "callback_allowed", "callback_key", "callback_apology", "callback_prompt", "callback_attempts",
+            "callback_retry_delay")} | {"callback_voicemail": ref(
+                "voicemail", d.__dict__.get("queue_callback_box"), d.queue_callback_box_id)}, QUEUE_DEFAULTS)
         members = []
         for j, m in enumerate(sorted(d.members, key=lambda m: (m.order or 0, m.id or 0))):
             members.append(_prune({

@@ -122,6 +122,8 @@ class _Writer:
                 s.delete(row)
         for emp in self._existing(Employee, lambda r: r.extension).values():
             emp.voicemail_box_id = None
+        for dep in self._existing(Department, lambda r: r.extension).values():
+            dep.queue_callback_box_id = None
         for num in self._existing(PhoneNumber, lambda r: r.e164).values():
             num.schedule_id = None
         for i, dep in enumerate(self._existing(Department, lambda r: r.extension).values()):
@@ -182,7 +184,10 @@ class _Writer:
                         "outbound_caller_id"):
                 setattr(dep, key, dd[key])
             for key, value in dd["queue"].items():
-                setattr(dep, "queue_" + key, value)
+                if key == "callback_voicemail":  # a box's name -> its id
+                    dep.queue_callback_box_id = ids["voicemail"][value] if value else None
+                else:
+                    setattr(dep, "queue_" + key, value)
             dep.no_answer = target(dd["no_answer"])
             for m in dd["members"]:
                 s.add(DepartmentMember(

@@ -25,7 +25,8 @@ DEPARTMENT_KEYS = ("name", "extension", "strategy", "ring_seconds", "no_answer_t
                    "wrapup_seconds", "pause_after_missed", "stats_window_days", "queue", "members",
                    "outbound_caller_id")
 QUEUE_KEYS = ("music", "announcement", "announce_position", "announce_every", "max_wait", "max_length",
-              "callback_allowed", "callback_key")
+              "callback_allowed", "callback_key", "callback_apology", "callback_prompt", "callback_attempts",
+              "callback_retry_delay", "callback_voicemail")
 MEMBER_KEYS = ("employee", "order", "weight", "escalation_offset")
 BOX_KEYS = ("name", "extension", "greeting", "email", "owners", "max_message_seconds")
 MENU_KEYS = ("name", "extension", "greeting", "timeout_seconds", "options", "default", "invalid_sound",
@@ -180,6 +181,11 @@ def _department(c: Checker, p: str, d: dict) -> dict[str, Any]:
             "max_length": c.integer(q, "max_length", qp, 0, minimum=0),
             "callback_allowed": c.boolean(q, "callback_allowed", qp, False),
             "callback_key": c.text(q, "callback_key", qp, rule=rules.check_digit, numeric_ok=True) or "1",
+            "callback_apology": c.text(q, "callback_apology", qp, rule=rules.check_sound),
+            "callback_prompt": c.text(q, "callback_prompt", qp, rule=rules.check_sound),
+            "callback_attempts": c.integer(q, "callback_attempts", qp, 3, minimum=1, maximum=10),
+            "callback_retry_delay": c.integer(q, "callback_retry_delay", qp, 60, minimum=0, maximum=3600),
+            "callback_voicemail": c.text(q, "callback_voicemail", qp),  # a voicemail box's name
         }
     members = []
     for i, (mp, m) in enumerate(c.items(d, "members", p) if isinstance(d.get("members"), list) else []):
@@ -304,6 +310,7 @@ def _references(c: Checker, out: dict[str, Any]) -> None:
             need("employee", owner, path)
     for d in out["departments"]:
         target(d["no_answer"], join(d["_path"], "no_answer"))
+        need("voicemail", d["queue"].get("callback_voicemail"), join(join(d["_path"], "queue"), "callback_voicemail"))
         members_seen: set[str] = set()
         for m in d["members"]:
             need("employee", m["employee"], join(m["_path"], "employee"))
