@@ -49,9 +49,10 @@ from orchestrator.core.actions import (
 from orchestrator.caller_lookups import CallerLookups
 from orchestrator.core.plan import Policy
 from orchestrator.core.routing import find_tenant
-from orchestrator.errors import CallGone, EslTimeout
+from orchestrator.errors import CallGone, CallRefused, EslTimeout
 from orchestrator.esl import wire
 from orchestrator.esl.session import DISCONNECTED, LINGERING, CallSession
+from orchestrator import metrics
 from orchestrator.member_offers import MemberOffers
 from orchestrator.member_wakeups import Wakeups
 
@@ -77,7 +78,7 @@ def channel_info(data: Mapping[str, str]) -> CallInfo:
     """CallInfo from the ``connect`` reply (CHANNEL_DATA, already URL-decoded)."""
     entry = data.get("variable_pbx_entry") or ("internal" if data.get("Caller-Context") == "pbx-internal" else "public")
     return CallInfo(
-        uuid=data.get("Unique-ID") or data.get("Channel-Unique-ID") or "",
+        uuid=data["Unique-ID"],  # CallSession.open() refuses a reply without a usable one
         entry=entry,
         destination=data.get("variable_pbx_dialed") or data.get("Caller-Destination-Number", ""),
         caller_number=data.get("Caller-Caller-ID-Number", ""),
@@ -170,14 +171,17 @@ class CallHandler:
     callbacks: CallbackStore | None = None  # callbacks from the queue (None: not offered)
 
     def __call__(self, session: CallSession) -> None:
+        accepted = time.perf_counter()  # the server calls us as it accepts the socket
         self.stats["calls"] += 1
         try:
             data = session.open()  # connect, myevents, linger: one round trip
+        except CallRefused:
+            return  # the session logged why (one line) and closes the socket
         except (CallGone, EslTimeout) as exc:
             log.warning("call setup failed before routing: %s", exc)
             return
         call = channel_info(data or {})
-        run = _CallRun(self, session, call)
+        run = _CallRun(self, session, call, accepted)
         try:
             run.run()
         except Exception:  # noqa: BLE001 - one call's bug must not take the server down
@@ -190,7 +194,7 @@ class CallHandler:
 class _CallRun:
     """The per-call loop. Lives for one call only; holds no routing decisions."""
 
-    def __init__(self, handler: CallHandler, session: CallSession, call: CallInfo) -> None:
+    def __init__(self, handler: CallHandler, session: CallSession, call: CallInfo, accepted: float = 0.0) -> None:
         self.h = handler
         self.session = session
         self.call = call
@@ -206,7 +210,16 @@ class _CallRun:
         self.new_id = lambda: "%s-%s-%04d" % (call.uuid[:8] or "call", prefix, next(counter))
         self.extra = {"call_uuid": call.uuid, "tenant_id": "-"}
         self.hold_key: tuple[int, int] | None = None  # (department, place) while on hold
-        self._freed = lambda: self.session.events.put(MEMBERS_FREED)
+        self._freed = self._member_freed
+        # Metrics (perf_counter s): socket accepted, until the first sendmsg; a free-member
+        # notice's arrival, until this caller's bridge (or the end of its handling).
+        self.accepted: float | None = accepted or None
+        self.freed_at: float | None = None
+
+    def _member_freed(self) -> None:
+        if self.freed_at is None:
+            self.freed_at = time.perf_counter()
+        self.session.events.put(MEMBERS_FREED)
 
     def log(self, level: int, message: str, *args: object, **fields: object) -> None:
         extra = dict(self.extra)
@@ -268,6 +281,7 @@ class _CallRun:
             ctx = callflow.Context(snapshot, h.policy, h.clock(), self.new_id)
             if item == MEMBERS_FREED:
                 state = self._hold_changed(self.settle(callflow.handle(state, Wake(freed=True), ctx)))
+                self.freed_at = None  # no bridge came of this notice: the next one starts anew
                 continue
             if item == LINGERING:
                 continue
@@ -340,15 +354,25 @@ class _CallRun:
             return None
         if isinstance(action, BreakHold):
             # P07b/P07c: uuid_break <own uuid> all from the call's own socket ends the hold
-            # music; its EXECUTE_COMPLETE follows and the core sends the bridge then.
-            self._send(functools.partial(self.session.post, "api uuid_break %s all" % self.call.uuid, "uuid_break"), "uuid_break")
+            # music (or the playback resumed after a bridge nested in it failed,
+            # core.departments.ring_failed). Its reply is awaited (one local round trip)
+            # before anything else is written: FreeSWITCH runs an api command before it
+            # reads the next one, but a peer running api commands concurrently (the
+            # simulator does) could let the 'all' flush remove what was queued behind it.
+            self._send(functools.partial(self.session.send, "api uuid_break %s all" % self.call.uuid), "uuid_break")
             return None
         if isinstance(action, Execute):
             self._send(functools.partial(self.session.execute, action.app, action.arg, action.app_id, wait=False), action.app)
+            if self.accepted is not None:
+                metrics.ROUTING.observe(time.perf_counter() - self.accepted)
+                self.accepted = None
+            if self.freed_at is not None and action.app == "bridge":
+                metrics.REOFFER.observe(time.perf_counter() - self.freed_at)
+                self.freed_at = None
         elif isinstance(action, Hangup):
             self._send(functools.partial(self.session.hangup, action.cause, wait=False), "hangup")
         elif isinstance(action, Log):
-            level = logging.WARNING if action.level == "warning" else logging.INFO
+            level = {"warning": logging.WARNING, "error": logging.ERROR}.get(action.level, logging.INFO)
             self.log(level, action.message, **dict(action.fields))
         elif isinstance(action, StoreVoicemail):
             if self.tenant_id is not None:
@@ -383,6 +407,7 @@ class _CallRun:
                 self.hold_key = None
             answer = members.reserve(tenant_id, self.call.uuid, action)
             taken = [str(e) for e, st in answer.statuses.items() if st == "offered"]
+            metrics.OFFERS.inc(len(taken))
             self.log(logging.INFO, "offer to members %s", ",".join(taken) or "(none available)", department=action.department_id)
             return answer
         members.end(tenant_id, self.call, action)
@@ -397,6 +422,9 @@ class _CallRun:
                                           action.caller_number, action.dialed)
         except redis.RedisError as exc:
             self.log(logging.ERROR, "callback could not be stored: %s", exc, department=action.department_id)
+            return
+        except ValueError as exc:  # not a number we may dial (the core refuses these first)
+            self.log(logging.WARNING, "callback refused: %s", exc, department=action.department_id)
             return
         self.log(logging.INFO, "callback %s requested by %s", cb, action.caller_number, department=action.department_id)
 

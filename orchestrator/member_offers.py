@@ -82,7 +82,8 @@ class MemberOffers:
 
     def reserve(self, tenant_id: int, call_uuid: str, action: ReserveMembers) -> MembersReserved:
         try:
-            _, statuses = self.agents.reserve(tenant_id, call_uuid, action.department_id, action.candidates, action.want, action.queued)
+            _, statuses = self.agents.reserve(tenant_id, call_uuid, action.department_id, action.candidates, action.want,
+                                              action.queued, own_channels=action.own_channels)
         except redis.RedisError as exc:
             log.warning("tenant %d call %s: Redis unavailable (%s); ringing without offer protection", tenant_id, call_uuid, exc)
             statuses = {e: ("offered" if i < action.want else "skipped") for i, e in enumerate(action.candidates)}

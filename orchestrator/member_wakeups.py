@@ -75,6 +75,16 @@ class Wakeups:
         waiters = self._waiting.get(tenant_id, {}).get(department_id) or {}
         return bool(waiters) and min(waiters, key=waiters.__getitem__) is callback
 
+    def waiting(self) -> dict[int, tuple[int, int]]:
+        """Callers on hold in this process, per tenant: (how many, earliest place ms).
+        Read by the metrics on scrape (``orchestrator.metrics.WaitingCallers``)."""
+        out: dict[int, tuple[int, int]] = {}
+        for tenant_id, departments in self._waiting.items():
+            places = [since for waiters in departments.values() for since in waiters.values()]
+            if places:
+                out[tenant_id] = (len(places), min(places))
+        return out
+
     def notify(self, tenant_id: int, department_id: int | None = None, count: int = 1) -> None:
         """Wake the first in line of each of the tenant's departments; or, for one
         department, its first ``count`` in line."""

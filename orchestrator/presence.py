@@ -1,10 +1,32 @@
 """Presence watcher: which department members' phones are on a call, seen by FreeSWITCH.
 
 One inbound event-socket connection per FreeSWITCH server (``event plain CHANNEL_CREATE
-CHANNEL_HANGUP_COMPLETE``). A channel on an employee's phone is recorded in Redis
-(``AgentStore.channel_up``, with a TTL) when it is created and removed on its
-CHANNEL_HANGUP_COMPLETE, whoever placed the call; the offer script never offers a call to
-a member with a live channel.
+CHANNEL_HANGUP CHANNEL_HANGUP_COMPLETE``). A channel on an employee's phone is recorded in
+Redis (``AgentStore.channel_up``, with a TTL) when it is created and removed when it ends,
+whoever placed the call; the offer script never offers a call to a member with a live
+channel.
+
+When a channel "ends" for the phone (FreeSWITCH 1.10.12, measured with
+bench/realfs_bench.py):
+
+* The phone ended it itself (its BYE, its error answer to our INVITE, the end of its
+  own call's dialog): sofia.c sets ``sip_term_cause`` (and ``sip_term_status``) BEFORE it
+  hangs the channel up (``sofia_handle_sip_i_bye``; ``nua_callstate_terminated`` while
+  the channel is still up), so the CHANNEL_HANGUP event carries
+  ``variable_sip_term_cause``. (``sip_hangup_disposition=recv_bye`` is set only AFTER that
+  hang-up: it is not there.) The phone's dialog is over: nothing more is sent to it for
+  that channel, and the member is free at CHANNEL_HANGUP. CHANNEL_HANGUP_COMPLETE comes
+  after the channel's session thread has run its hangup state, which can be tens of ms
+  later on a loaded machine.
+* FreeSWITCH ended it (we hung up, LOSE_RACE, ORIGINATOR_CANCEL, leg timeout): no
+  ``sip_term_cause`` on CHANNEL_HANGUP; the BYE / CANCEL goes to the phone from sofia's
+  on_hangup afterwards; the member is free at CHANNEL_HANGUP_COMPLETE, as before, so no
+  new INVITE overtakes the CANCEL of the old one.
+
+Recorded (tests/data/freeswitch-transcripts/primitives): P01c, the callee's BYE:
+CHANNEL_HANGUP with sip_term_status 200 and sip_term_cause 16; P04, a 486: sip_term_cause
+17; P01 LOSE_RACE, P01d ORIGINATOR_CANCEL, P02/P04 ALLOTTED_TIMEOUT and the legs
+FreeSWITCH sent a BYE to: none.
 
 Which phone a channel is on (FreeSWITCH 1.10 source):
 
@@ -49,12 +71,13 @@ from orchestrator.core.model import TargetKind
 from orchestrator.errors import EslError, ProtocolError
 from orchestrator.esl.inbound import InboundClient
 from orchestrator.esl.wire import Event
-from orchestrator.store.agents import AgentStore
+from orchestrator.store.agents import AgentStore, Release
 from orchestrator.store.routing_cache import RoutingCache
 
 log = logging.getLogger("orchestrator.presence")
 
-EVENTS = ("CHANNEL_CREATE", "CHANNEL_HANGUP_COMPLETE")
+EVENTS = ("CHANNEL_CREATE", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE")
+
 INTERNAL_CONTEXT = "pbx-internal"  # admin/directory.py USER_CONTEXT
 ENDED_STATES = frozenset({"CS_HANGUP", "CS_REPORTING", "CS_DESTROY"})
 
@@ -101,6 +124,19 @@ def phone_of_row(row: Mapping[str, str]) -> Phone | None:
     if row.get("direction") == "inbound" and INTERNAL_CONTEXT in (row.get("context"), row.get("initial_context")):
         return _phone(user, domain, True)
     return None
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or "0")
+    except ValueError:
+        return 0
+
+
+def phone_ended(event: Event) -> bool:
+    """Did the phone's side end this channel? CHANNEL_HANGUP carries the SIP side's
+    ``sip_term_cause`` then (module doc), and the member is free at once."""
+    return bool((event.var("sip_term_cause") or "").strip())
 
 
 def parse_channels(body: str) -> list[dict[str, str]] | None:
@@ -200,8 +236,15 @@ class PresenceWatcher:
             phone = phone_of_event(event)
             if phone is not None:
                 self._up(uuid, phone)
+        elif event.name == "CHANNEL_HANGUP":
+            # The phone ended it (module doc): free now, not at HANGUP_COMPLETE.
+            if phone_ended(event) and uuid not in self._ended:
+                owner = self._down(uuid, phone_of_event(event), why="phone hung up")
+                if owner is not None:
+                    self._end_answered_offer(event, owner, uuid)
         elif event.name == "CHANNEL_HANGUP_COMPLETE":
-            self._down(uuid, phone_of_event(event))
+            if uuid not in self._ended:
+                self._down(uuid, phone_of_event(event))
 
     def _up(self, uuid: str, phone: Phone) -> None:
         owner = self._owner(phone, uuid)
@@ -213,15 +256,56 @@ class PresenceWatcher:
         log.info("member phone on a call", extra={**self._log, "tenant_id": owner[0], "employee_id": owner[1],
                                                   "channel_uuid": uuid, "placed_by_member": phone.placed_by_member})
 
-    def _down(self, uuid: str, phone: Phone | None, why: str = "hangup") -> None:
+    def _down(self, uuid: str, phone: Phone | None, why: str = "hangup") -> Owner | None:
         self._ended[uuid] = self.clock()
         known = self._known.pop(uuid, None)
         owner = known.owner if known is not None else (self._owner(phone, uuid) if phone is not None else None)
         if owner is None:
-            return
+            return None
         self._write("channel_down", owner, uuid, lambda: self.agents.channel_down(owner[0], owner[1], uuid))
         log.info("member phone call ended", extra={**self._log, "tenant_id": owner[0], "employee_id": owner[1],
                                                    "channel_uuid": uuid, "why": why})
+        return owner
+
+    def _end_answered_offer(self, event: Event, owner: Owner, uuid: str) -> None:
+        """The member hung up a department call they had answered: end that offer now.
+
+        The call holding the offer (the caller's channel, ``Other-Leg-Unique-ID`` of the
+        member's leg: the leg's originator) ends it too, at its CHANNEL_UNBRIDGE; but
+        FreeSWITCH's bridge loop of the caller notices the member's hang-up only at its
+        next frame (measured 15 ms after the member's CHANNEL_HANGUP, bench/realfs_bench.py),
+        and the next waiting caller waited for that. The release is the same (answered:
+        wrap-up, statistics, talk time from the leg's own answer and hang-up times) and
+        touches only an offer still held by that call, so whichever of the two comes
+        second changes nothing."""
+        tenant_id, employee_id = owner
+        call_uuid = event.get("Other-Leg-Unique-ID") or ""
+        answered_us = _int(event.get("Caller-Channel-Answered-Time"))
+        ended_us = _int(event.get("Event-Date-Timestamp"))
+        if event.get("Call-Direction") != "outbound" or not call_uuid or answered_us <= 0:
+            return  # not our leg of a call, or never answered (a refusal is the caller's to record)
+        try:
+            department_id = self.agents.offer_department(tenant_id, employee_id, call_uuid)
+            if department_id is None:
+                return  # the call released it already, or the member was not offered by it
+            snap = self.cache.snapshot(tenant_id)
+            dep = snap.departments.get(department_id) if snap is not None else None
+            wrapup_ms = dep.wrapup_seconds * 1000 if dep is not None else 0
+            talk_ms = max(0, (ended_us - answered_us) // 1000) if ended_us else 0
+            day = time.strftime("%Y%m%d", time.gmtime(ended_us / 1e6 if ended_us else time.time()))
+            self.agents.release(tenant_id, call_uuid, department_id, [Release(employee_id, "answered", wrapup_ms, talk_ms)], day)
+        except redis.RedisError as exc:
+            self.stats["redis_errors"] += 1
+            log.error("presence: answered offer not ended (its call ends it)", extra={
+                **self._log, "tenant_id": tenant_id, "employee_id": employee_id, "channel_uuid": uuid, "error": str(exc)})
+            return
+        except Exception as exc:  # noqa: BLE001 - routing data unreachable: the call ends the offer itself
+            log.warning("presence: answered offer not ended (its call ends it)", extra={
+                **self._log, "tenant_id": tenant_id, "employee_id": employee_id, "channel_uuid": uuid, "error": str(exc)})
+            return
+        log.info("member hung up an answered call: offer ended", extra={
+            **self._log, "tenant_id": tenant_id, "employee_id": employee_id, "channel_uuid": uuid, "call_uuid": call_uuid,
+            "department_id": department_id})
 
     def _owner(self, phone: Phone, uuid: str) -> Owner | None:
         """(tenant, employee) whose extension@domain the phone is, or None."""
@@ -285,4 +369,4 @@ class PresenceWatcher:
         return True
 
 
-__all__ = ["EVENTS", "Phone", "PresenceWatcher", "parse_channels", "phone_of_event", "phone_of_row"]
+__all__ = ["EVENTS", "Phone", "PresenceWatcher", "parse_channels", "phone_ended", "phone_of_event", "phone_of_row"]

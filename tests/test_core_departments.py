@@ -279,15 +279,34 @@ def test_nobody_free_waits_on_hold_then_the_first_free_member_is_rung():
     m.busy.discard(2)
     d = step(m, d.state, Wake(freed=True), at(c, T0 + 5000, m))
     assert m.offers == {2: "c1"}
-    # The bridge goes right behind the uuid_break, in the same decision (P07c): not a
-    # round trip later, at the playback's EXECUTE_COMPLETE.
+    # The bridge is sent at once, nested in the music (P07d), which is not stopped: a
+    # uuid_break first made it wait for two frames (departments.member_answer).
     kinds = [type(a).__name__ if not isinstance(a, Execute) else a.app for a in d.actions]
-    assert kinds[kinds.index("BreakHold"):] == ["BreakHold", "set", "bridge"]
+    assert "BreakHold" not in kinds and kinds[-2:] == ["set", "bridge"]
+    assert d.state.offer.over_hold
     assert legs(bridge_of(d).arg) == [("102", 0, 10)]
     assert "queue: a member is free after 5 s" in d.state.route
     # The playback's completion that follows is stale: nothing more is sent.
     assert hold.app_id != bridge_of(d).app_id
     assert step(m, d.state, AppCompleted(hold.app_id, "playback", "FILE PLAYED"), at(c, T0 + 5020, m)).actions == ()
+
+
+def test_unanswered_bridge_nested_in_the_music_stops_the_resumed_music_first():
+    """The bridge ran nested in the hold playback; unanswered, FreeSWITCH resumes that
+    playback (P07d): its uuid_break comes before anything else is queued."""
+    from orchestrator.core.actions import BreakHold, Wake
+
+    s = queued_snap()
+    m = Members(busy={1, 2})
+    d, hold = waiting_call(m, s, "c1", T0)
+    m.busy.discard(1)
+    c = ctx(s, T0 + 3000)
+    d = step(m, d.state, Wake(freed=True), c)
+    b = bridge_of(d)
+    assert BreakHold() not in d.actions
+    d = step(m, d.state, no_answer(b.app_id, "x;NO_ANSWER"), at(c, T0 + 13_000, m))
+    assert isinstance(d.actions[0], BreakHold) and d.actions.count(BreakHold()) == 1
+    assert bridge_of(d).arg == "local_stream://moh" and not d.state.offer.over_hold
 
 
 def test_callers_keep_their_place_in_the_queue():
@@ -562,8 +581,8 @@ def test_member_freed_during_the_announcement_is_rung_at_once():
     said = played(d)
     m.busy.discard(2)
     d = step(m, d.state, Wake(freed=True), at(c, T0 + 34_000, m))
-    assert BreakHold() in d.actions and m.offers == {2: "c1"}  # a second break: ends the announcement
-    assert legs(bridge_of(d).arg) == [("102", 0, 10)]  # right behind it; the ring wins over the music
+    assert BreakHold() not in d.actions and m.offers == {2: "c1"}
+    assert legs(bridge_of(d).arg) == [("102", 0, 10)]  # nested in the announcement: the ring wins
     assert step(m, d.state, AppCompleted(said.app_id, "playback", "FILE PLAYED"), at(c, T0 + 34_020, m)).actions == ()
     assert "queue: a member is free after 34 s" in d.state.route
 
@@ -594,7 +613,7 @@ def test_member_freed_while_the_place_is_said_first_is_rung_at_once():
     said = played(d)
     m.busy.discard(1)
     d = step(m, d.state, Wake(freed=True), at(c, T0 + 1000, m))
-    assert BreakHold() in d.actions
+    assert BreakHold() not in d.actions
     assert legs(bridge_of(d).arg) == [("101", 0, 10)]
     assert step(m, d.state, AppCompleted(said.app_id, "playback", "FILE PLAYED"), at(c, T0 + 1020, m)).actions == ()
 

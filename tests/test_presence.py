@@ -10,6 +10,7 @@ Waits poll with a deadline; nothing sleeps for a fixed time.
 from __future__ import annotations
 
 import json
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -25,7 +26,7 @@ from orchestrator.core.model import Employee, RoutingIndex, TenantSnapshot, Voic
 from orchestrator.errors import ConfigError
 from orchestrator.esl.inbound import InboundClient
 from orchestrator.esl.wire import Event
-from orchestrator.presence import EVENTS, Phone, PresenceWatcher, parse_channels, phone_of_event, phone_of_row
+from orchestrator.presence import EVENTS, Phone, PresenceWatcher, parse_channels, phone_ended, phone_of_event, phone_of_row
 from orchestrator.store.agents import AgentStore, agent_key, channels_key
 from orchestrator.store.redis_store import RoutingVersions
 from orchestrator.store.routing_cache import RoutingCache
@@ -435,3 +436,110 @@ def test_presence_esl_setting():
         ("fs1.example", 8021), ("10.0.0.2", 8022))
     with pytest.raises(ConfigError, match="PBX_PRESENCE_ESL must look like HOST:PORT"):
         from_env({"PBX_PRESENCE_ESL": "fs1.example"})
+
+
+def anna_leg(name: str, uuid: str, term_cause: str = "") -> Event:
+    """An event of the leg we rang to Anna's phone (``user/101@...``: dialed_user)."""
+    fields = dict(Event_Name=name, Unique_ID=uuid, Call_Direction="outbound", variable_dialed_user="101",
+                  variable_dialed_domain=DOMAIN)
+    if term_cause:
+        fields["variable_sip_term_cause"] = term_cause
+    return event(**fields)
+
+
+def test_member_is_free_at_channel_hangup_when_the_phone_hung_up(agents, cache, r):
+    """sofia.c sets sip_term_cause before it hangs a channel up for the phone's BYE or
+    error answer: the phone's dialog is over at CHANNEL_HANGUP, and the next waiting
+    caller must not wait for CHANNEL_HANGUP_COMPLETE."""
+    assert "CHANNEL_HANGUP" in EVENTS
+    watcher = PresenceWatcher(CannedShowChannels(), agents, cache)
+    for n, cause in enumerate(("16", "17")):  # the phone's BYE; its 486
+        uuid = "leg-%d" % n
+        watcher.handle_event(anna_leg("CHANNEL_CREATE", uuid))
+        assert channels(r, ANNA) == {uuid} and offer_status(agents, ANNA) == "busy"
+        watcher.handle_event(anna_leg("CHANNEL_HANGUP", uuid, cause))
+        assert channels(r, ANNA) == set() and offer_status(agents, ANNA) == "offered"
+        watcher.handle_event(anna_leg("CHANNEL_HANGUP_COMPLETE", uuid, cause))
+        assert channels(r, ANNA) == set()
+
+
+def test_member_stays_busy_until_hangup_complete_when_freeswitch_hung_up(agents, cache, r):
+    """Our side ended the leg (LOSE_RACE, ORIGINATOR_CANCEL, our BYE, a leg timeout): the
+    phone gets its BYE or CANCEL after CHANNEL_HANGUP, so the member is busy until
+    HANGUP_COMPLETE."""
+    watcher = PresenceWatcher(CannedShowChannels(), agents, cache)
+    watcher.handle_event(anna_leg("CHANNEL_CREATE", "ours"))
+    watcher.handle_event(anna_leg("CHANNEL_HANGUP", "ours"))
+    assert channels(r, ANNA) == {"ours"} and offer_status(agents, ANNA) == "busy"
+    watcher.handle_event(anna_leg("CHANNEL_HANGUP_COMPLETE", "ours"))
+    assert channels(r, ANNA) == set()
+
+
+def recorded_hangups(name: str) -> dict[str, tuple[str, bool]]:
+    """Channel-Name -> (Hangup-Cause, phone_ended) of every CHANNEL_HANGUP FreeSWITCH
+    1.10.12 sent the observer in transcript ``name``."""
+    from orchestrator.esl.wire import Parser, parse_event
+
+    parser, out = Parser(), {}
+    for rec in load(name):
+        if rec.direction != "FS->OBSERVER":
+            continue
+        for msg in parser.feed(rec.data):
+            if msg.content_type == "text/event-plain":
+                ev = parse_event(msg)
+                if ev.name == "CHANNEL_HANGUP":
+                    out[ev.get("Channel-Name") or ""] = (ev.get("Hangup-Cause") or "", phone_ended(ev))
+    return out
+
+
+def test_phone_ended_on_recorded_hangups():
+    """The callee's BYE (P01c) and its 486 (P04) carry sip_term_cause on CHANNEL_HANGUP;
+    legs FreeSWITCH ended (LOSE_RACE, ORIGINATOR_CANCEL, ALLOTTED_TIMEOUT, its own BYE) do not."""
+    p01c = recorded_hangups("P01c_bridge_callee_hangs_up_hangup_after_bridge_true.txt")
+    assert p01c["sofia/internal/a1@127.0.0.1:5171"] == ("NORMAL_CLEARING", True)  # a1 sent BYE
+    p04 = recorded_hangups("P04_bridge_all_fail_continue_on_fail_then_record.txt")
+    assert p04["sofia/internal/a1@127.0.0.1:5171"] == ("USER_BUSY", True)
+    assert p04["sofia/internal/a2@127.0.0.1:5172"] == ("ALLOTTED_TIMEOUT", False)
+    p01 = recorded_hangups("P01_bridge_ring_all_a1_answers.txt")
+    assert p01["sofia/internal/a2@127.0.0.1:5172"] == ("LOSE_RACE", False)
+    assert p01["sofia/internal/a1@127.0.0.1:5171"] == ("NORMAL_CLEARING", False)  # FreeSWITCH sent the BYE
+    p01d = recorded_hangups("P01d_bridge_caller_abandons_while_ringing.txt")
+    assert {v for k, v in p01d.items() if "/a" in k} == {("ORIGINATOR_CANCEL", False)}
+
+
+def answered_leg_hangup(uuid: str, call_uuid: str, answered_us: int, ended_us: int) -> Event:
+    """The CHANNEL_HANGUP of Anna's answered leg when her phone sent BYE (P01c's headers)."""
+    return event(Event_Name="CHANNEL_HANGUP", Unique_ID=uuid, Call_Direction="outbound", variable_dialed_user="101",
+                 variable_dialed_domain=DOMAIN, variable_sip_term_cause="16", Other_Leg_Unique_ID=call_uuid,
+                 Caller_Channel_Answered_Time=str(answered_us), Event_Date_Timestamp=str(ended_us))
+
+
+def test_member_hanging_up_an_answered_call_ends_its_offer_at_once(agents, cache, r):
+    """The caller's channel sees the member's hang-up (CHANNEL_UNBRIDGE) a frame later;
+    the watcher ends the answered offer at the member's CHANNEL_HANGUP, exactly once."""
+    _, statuses = agents.reserve(TENANT, "call-1", 200, [ANNA], 1)
+    assert statuses == {ANNA: "offered"}
+    watcher = PresenceWatcher(CannedShowChannels(), agents, cache)
+    watcher.handle_event(anna_leg("CHANNEL_CREATE", "leg-a"))
+    assert agents.states(TENANT, [ANNA])[ANNA].offer == "call-1"
+    watcher.handle_event(answered_leg_hangup("leg-a", "call-1", 1_796_000_000_000_000, 1_796_000_042_500_000))
+    state = agents.states(TENANT, [ANNA], [time.strftime("%Y%m%d", time.gmtime(1_796_000_042.5))])[ANNA]
+    assert state.offer == "" and state.calls_today == 1 and state.talk_ms_today == 42_500 and state.last_end_ms > 0
+    assert offer_status(agents, ANNA) == "offered"  # free for the next caller now
+    # The call's own release at its CHANNEL_UNBRIDGE, later, changes nothing.
+    from orchestrator.store.agents import Release
+    agents.release(TENANT, "call-1", 200, [Release(ANNA, "answered", 0, 40_000)],
+                   time.strftime("%Y%m%d", time.gmtime(1_796_000_042.5)))
+    again = agents.states(TENANT, [ANNA], [time.strftime("%Y%m%d", time.gmtime(1_796_000_042.5))])[ANNA]
+    assert again.calls_today == 1 and again.talk_ms_today == 42_500
+
+
+def test_a_leg_that_never_answered_or_another_calls_offer_is_left_alone(agents, cache, r):
+    agents.reserve(TENANT, "call-2", 200, [ANNA], 1)
+    watcher = PresenceWatcher(CannedShowChannels(), agents, cache)
+    watcher.handle_event(anna_leg("CHANNEL_CREATE", "leg-b"))
+    watcher.handle_event(answered_leg_hangup("leg-b", "call-2", 0, 1_796_000_001_000_000))  # refused (486), never answered
+    assert agents.states(TENANT, [ANNA])[ANNA].offer == "call-2"
+    watcher.handle_event(anna_leg("CHANNEL_CREATE", "leg-c"))
+    watcher.handle_event(answered_leg_hangup("leg-c", "other-call", 1, 1_796_000_001_000_000))  # not call-2's leg
+    assert agents.states(TENANT, [ANNA])[ANNA].offer == "call-2"

@@ -10,7 +10,9 @@ broken in turn when a member is taken or the caller leaves), then the music star
 again; DTMF events reach us during any playback. ``uuid_break`` only sets CF_BREAK on
 the channel (mod_commands ``break_function``) and the playback running clears it: one
 arriving when nothing plays would cut the next playback short, so at most one is sent
-per playback (``_stop``). The music and the announcements reach ``playback`` only through
+per playback (``_stop``). A member taken for a caller on hold is bridged nested in the
+playing music (P07d; ``member_answer``), which resumes, and is stopped, if the bridge ends
+unanswered (``ring_failed``). The music and the announcements reach ``playback`` only through
 ``core.sounds`` (checked against the sound grammar; the rules relied on are there).
 """
 from __future__ import annotations
@@ -44,22 +46,22 @@ def member_answer(state: CallState, event: MembersSeen | MembersReserved, ctx: C
         return Decision(replace(state, offer=run), tuple(asks))
     run, ring, actions = offering.reserved(run, event, dep, snap, ctx.now_ms, ctx.new_id)
     if ring is not None and run.waiting:
-        # Taken for a caller on hold: stop the music (or the announcement) and send the
-        # bridge right behind the uuid_break, without waiting for the playback's
-        # EXECUTE_COMPLETE (a round trip, and up to a frame, later). FreeSWITCH 1.10.12:
-        # mod_event_socket runs an ``api`` command (uuid_break: flush the queued
-        # messages, then set CF_BREAK) before it reads the next command, so the bridge's
-        # sendmsg is queued after the flush, with CF_BREAK already set; the playback loop
-        # tests CF_BREAK before it runs queued applications (switch_ivr_play_file), so it
-        # ends first and the bridge runs next in the socket app (P07c; measured on a
-        # real FreeSWITCH with bench/realfs_bench.py). The playback's completion is then
-        # stale (its app id is no longer awaited) and ignored.
+        # Taken for a caller on hold: the bridge is sent while the music plays, without
+        # stopping it. FreeSWITCH 1.10.12 runs it nested in the playback: the playback
+        # loop runs queued applications at its next frame (switch_ivr_play_file:
+        # switch_ivr_parse_all_events each frame; P07d: the bridge started 20 ms later,
+        # the playback's EXECUTE_COMPLETE only after the bridge's). Stopping the music
+        # first (uuid_break, then the bridge) cost two frames: the playback notices
+        # CF_BREAK at its next frame, and the socket app's park loop runs the queued
+        # bridge only at ITS next frame (measured with bench/realfs_bench.py: playback
+        # done +11 ms after the break, bridge +20 ms after that). Answered, the caller is
+        # hung up after the bridge (hangup_after_bridge) and the playback never resumes;
+        # unanswered, it resumes: ``ring_failed`` stops it first (``over_hold``).
         waited = (ctx.now_ms - run.since_ms) // 1000
         note = "queue: a member is free after %d s" % waited
         state = replace(state, route=state.route + (note,))
-        stop = _stop(run)
-        if stop:
-            return ring_members(state, replace(run, waiting=False, pending=None), ring, list(actions) + list(stop), ctx)
+        if not run.announce_next:
+            return ring_members(state, replace(run, waiting=False, pending=None, over_hold=True), ring, list(actions), ctx)
         # A uuid_break is already on its way (the music is being stopped for an
         # announcement): the ring starts at the playback's completion (hold_ended).
         return Decision(replace(state, offer=replace(run, pending=ring)), tuple(actions))
@@ -236,7 +238,11 @@ def ring_failed(state: CallState, step: Ring, event: AppCompleted, ctx: Context,
     """Nobody answered the members' bridge: end their offers, then the next member (hunt),
     back on hold (a caller from the queue keeps their place), or the plan goes on."""
     assert state.offer is not None
-    offer, ended = offering.failed(state.offer, step, event.variables, ctx.now_ms)
+    if state.offer.over_hold:
+        # The bridge ran nested in the hold playback, which resumed when it ended: stop
+        # it before anything else is queued ('uuid_break ... all' flushes queued messages).
+        prefix = [BreakHold()] + prefix
+    offer, ended = offering.failed(replace(state.offer, over_hold=False), step, event.variables, ctx.now_ms)
     prefix = prefix + ended
     dep = ctx.snapshot.departments.get(offer.department_id) if ctx.snapshot else None
     nxt = offering.next_attempt(offer, dep, ctx.now_ms, ctx.new_id) if dep is not None else None

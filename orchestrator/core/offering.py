@@ -82,6 +82,15 @@ class OfferRun:
     announce_at_ms: int = 0  # when the music stops for the next announcement (0: none due)
     announce_next: str = ""  # to play once the music has stopped (its uuid_break is on its way)
     announcing: str = ""  # playing now instead of the music
+    rung: tuple[str, ...] = ()  # uuids of the legs this offer rang (newest last, at most MAX_RUNG)
+    # The bridge runs nested in the hold playback, which was not stopped (departments.
+    # member_answer): when it ends unanswered that playback resumes and is stopped first.
+    over_hold: bool = False
+
+
+# Legs remembered per offer: a hunt starting over must not take its own ended legs for
+# the members' live calls (ReserveMembers.own_channels); the last few rings suffice.
+MAX_RUNG = 32
 
 
 def result_of(cause: str) -> str:
@@ -128,9 +137,9 @@ def retry(run: OfferRun, dep: Department, now_ms: int, new_id: Callable[[], str]
 
 def _reserve(run: OfferRun, dep: Department, request: str) -> tuple[OfferRun, list[Action]]:
     if dep.strategy in PARALLEL:
-        return replace(run, request_id=request), [ReserveMembers(request, dep.id, run.order, len(run.order), run.queued)]
+        return replace(run, request_id=request), [ReserveMembers(request, dep.id, run.order, len(run.order), run.queued, run.rung)]
     candidates = run.order[run.next_index:]
-    return replace(run, request_id=request), [ReserveMembers(request, dep.id, candidates, 1, run.queued)]
+    return replace(run, request_id=request), [ReserveMembers(request, dep.id, candidates, 1, run.queued, run.rung)]
 
 
 def reserved(run: OfferRun, event: MembersReserved, dep: Department, snap: TenantSnapshot, now_ms: int, new_id: Callable[[], str]) -> tuple[OfferRun, Ring | None, list[Action]]:
@@ -157,8 +166,10 @@ def reserved(run: OfferRun, event: MembersReserved, dep: Department, snap: Tenan
         next_index = run.order.index(members[0].employee_id) + 1
     label = "ringing " + ", ".join(snap.employees[m.employee_id].extension for m in members)
     ring = department_ring(dep, snap, members, delays, per_leg, new_id, label)
+    rung = (run.rung + tuple(leg.uuid for leg in ring.legs if leg.uuid))[-MAX_RUNG:]
     run = replace(run, held=tuple(m.employee_id for m in members), ring_started_ms=now_ms,
-                  delays={m.employee_id: d for m, d in zip(members, delays)}, next_index=next_index, tried=run.tried + 1)
+                  delays={m.employee_id: d for m, d in zip(members, delays)}, next_index=next_index, tried=run.tried + 1,
+                  rung=rung)
     return run, ring, actions
 
 

@@ -147,10 +147,13 @@ class AgentStore:
     # ------------------------------------------------------------ offers
 
     def reserve(self, tenant_id: int, call_uuid: str, department_id: int, candidates: Sequence[int], want: int,
-                queued: bool = False) -> tuple[int, dict[int, str]]:
+                queued: bool = False, *, own_channels: Sequence[str] = ()) -> tuple[int, dict[int, str]]:
         """Take up to ``want`` of ``candidates`` (tried in order) for this call.
 
         ``queued``: the department queues callers; callers who waited longer come first.
+        ``own_channels``: legs this call rang itself and that have ended; a member's
+        channel among them is not a live call (its CHANNEL_HANGUP_COMPLETE may still be
+        on its way to the presence watcher).
         Returns (Redis time ms, {employee id: status}); status "offered" means taken.
         """
         if not candidates:
@@ -159,7 +162,7 @@ class AgentStore:
         for emp in candidates:
             keys += [agent_key(tenant_id, emp), channels_key(tenant_id, emp)]
         keys += [offers_key(tenant_id), queue_key(tenant_id, department_id), queue_lease_key(tenant_id, department_id)]
-        args = [call_uuid, self.lease_ms, want, department_id, "1" if queued else "0", tenant_id, *candidates]
+        args = [call_uuid, self.lease_ms, want, department_id, "1" if queued else "0", tenant_id, *candidates, *own_channels]
         out = self._reserve(keys=keys, args=args)
         now = _int(out[0])
         return now, {emp: _s(st) for emp, st in zip(candidates, out[1:])}
@@ -182,6 +185,13 @@ class AgentStore:
             args += [r.employee_id, r.outcome, r.wrapup_ms, r.talk_ms, r.pause_after]
         out = self._release(keys=keys, args=args)
         return [_int(x) for x in out[1:]]
+
+    def offer_department(self, tenant_id: int, employee_id: int, call_uuid: str) -> int | None:
+        """The department whose offer ``call_uuid`` holds on the member, or None."""
+        offer, dept = self.r.hmget(agent_key(tenant_id, employee_id), "offer", "offer_dept")
+        if offer is None or _s(offer) != call_uuid or dept is None:
+            return None
+        return _int(dept) or None
 
     # ------------------------------------------------------------ channels (presence)
 

@@ -16,7 +16,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 #   KEYS[2n+2] = {t:T}:queue:<dept>, KEYS[2n+3] = {t:T}:queue:<dept>:lease
 # ARGV[1] = call uuid, ARGV[2] = lease ms, ARGV[3] = how many to take at most,
 # ARGV[4] = department id, ARGV[5] = "1" when the department queues callers,
-# ARGV[6] = tenant id, ARGV[6+i] = employee id of candidate i
+# ARGV[6] = tenant id, ARGV[6+i] = employee id of candidate i, ARGV[6+n+j] = channel
+#   uuids of legs this call rang itself (ended): not counted as a member's live call
 # Returns {now ms, status_1, ..., status_n}; status: "offered" (taken for this call),
 # "paused", "offered_elsewhere", "wrapup", "busy" (a live channel), "skipped" (enough
 # taken), "queued" (callers who waited longer come first: nothing was taken).
@@ -35,6 +36,16 @@ local out = {now}
 redis.call('ZREMRANGEBYSCORE', KEYS[2 * n + 1], '-inf', now)  -- expired offers (inspection index)
 local state = {}
 local avail = 0
+local own = {}
+for j = 7 + n, #ARGV do own[#own + 1] = ARGV[j] end
+local function live_channels(key)
+  local count = redis.call('ZCARD', key)
+  for _, u in ipairs(own) do
+    if count == 0 then break end
+    if redis.call('ZSCORE', key, u) then count = count - 1 end
+  end
+  return count
+end
 for i = 1, n do
   local f = redis.call('HMGET', KEYS[2 * i - 1], 'offer', 'offer_until', 'wrapup_until', 'paused')
   redis.call('ZREMRANGEBYSCORE', KEYS[2 * i], '-inf', now)
@@ -44,7 +55,7 @@ for i = 1, n do
     state[i] = 'offered_elsewhere'
   elseif tonumber(f[3] or '0') > now then
     state[i] = 'wrapup'
-  elseif redis.call('ZCARD', KEYS[2 * i]) > 0 then
+  elseif live_channels(KEYS[2 * i]) > 0 then
     state[i] = 'busy'
   else
     state[i] = false
