@@ -154,7 +154,11 @@ class Listener:
         word, _, rest = line.partition(" ")
         word = word.lower()
         if word == "api":
-            self.sim.spawn(self._api, rest)
+            # mod_event_socket runs a plain api in the listener's own thread
+            # (parse_command -> api_exec(NULL, acs)) and reads the next command only once
+            # it answered: commands written behind an api (e.g. a sendmsg behind
+            # uuid_break) run after it, never before.
+            self._api(rest)
         elif word == "bgapi":
             job = cmd.get("Job-UUID") or str(uuidlib.uuid4())
             self.reply("+OK Job-UUID: %s" % job, [("Job-UUID", job)])
