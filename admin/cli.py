@@ -74,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         client = wiring.redis_client(wiring.resolve_redis_url(settings))
         versions = RoutingVersions(client)
         wiring.attach_version_publisher(db, versions)
+        # FreeSWITCH caches directory users (cacheable): a saved change clears the cache.
+        wiring.attach_directory_cache_flush(db, settings)
         app = create_app(settings, db.session_factory, redis_client=client)
     except PbxError as exc:
         print("pbx-admin: %s" % exc, file=sys.stderr)

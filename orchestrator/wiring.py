@@ -217,6 +217,46 @@ def attach_version_publisher(db: Database, versions: RoutingVersions | Callable[
     add_change_publisher(db.session_factory, publish)
 
 
+def attach_directory_cache_flush(db: Database, settings: Settings,
+                                 spawn: Callable[[Callable[[], None]], None] = spawn_background) -> None:
+    """After every commit that changed routing data, clear FreeSWITCH's directory cache.
+
+    The directory answers users with ``cacheable`` (admin/directory.py), so FreeSWITCH
+    keeps each user's entry - SIP password included - for minutes
+    (switch_xml.c ``switch_xml_locate_user_merged``' user cache). A changed password, a
+    removed employee or a suspended tenant must not keep registering until then: every
+    FreeSWITCH this deployment talks to (``PBX_ESL_ADDRESS`` and ``PBX_PRESENCE_ESL``)
+    gets ``api xml_flush_cache`` (no argument: the whole cache; mod_commands
+    ``xml_flush_function`` answers ``+OK cleared N entries``). Changes are rare (an admin
+    saving), the cache refills at the next lookup. Runs off the request (``spawn``); a
+    FreeSWITCH that cannot be reached is logged (its entries then expire by themselves)."""
+    from orchestrator.db.engine import add_change_publisher
+    from orchestrator.esl.inbound import InboundClient
+
+    servers = list(dict.fromkeys([(settings.esl_host, settings.esl_port), *settings.presence_esl]))
+
+    def flush_all() -> None:
+        for host, port in servers:
+            try:
+                client = InboundClient(host, port, settings.esl_password, reconnect=False, connect_timeout=2.0,
+                                       command_timeout=2.0).connect()
+                try:
+                    answer = client.api("xml_flush_cache").strip()
+                finally:
+                    client.close()
+                log.info("FreeSWITCH %s:%d directory cache flushed after a routing change (%s)", host, port, answer)
+            except Exception as exc:  # noqa: BLE001 - best effort; logged, entries expire by themselves
+                log.warning("FreeSWITCH %s:%d directory cache not flushed after a routing change (%s): changed SIP "
+                            "passwords and removed employees take effect when its cached entries expire (5 min), "
+                            "or run: fs_cli -x 'xml_flush_cache'", host, port, exc)
+
+    def on_change(changed: dict[int, int], index_version: int | None) -> None:
+        if changed or index_version is not None:
+            spawn(flush_all)
+
+    add_change_publisher(db.session_factory, on_change)
+
+
 VOICEMAIL_MAIL_JOB = "workers.mail.send_voicemail"
 
 

@@ -312,7 +312,16 @@ def api_show(sim: FreeSwitchSim, arg: str) -> str:
     return "-USAGE: codec|endpoint|application|api|dialplan|file|timer|calls [count]|channels [count|like <match string>]\n"
 
 
+def api_xml_flush_cache(sim: FreeSwitchSim, arg: str) -> str:
+    """mod_commands xml_flush_function: ``id USER DOMAIN`` clears one user's cached
+    directory entry, no argument the whole cache; ``+OK cleared N entr(y|ies)``. The
+    simulator caches nothing; it counts the calls (``sim.directory_flushes``)."""
+    sim.directory_flushes.append(arg)
+    return "+OK cleared 0 entries\n"
+
+
 COMMANDS = {
+    "xml_flush_cache": api_xml_flush_cache,
     "status": api_status, "version": lambda sim, arg: VERSION, "originate": api_originate,
     "uuid_kill": api_uuid_kill, "uuid_break": api_uuid_break, "uuid_bridge": api_uuid_bridge,
     "uuid_transfer": api_uuid_transfer, "uuid_getvar": api_uuid_getvar, "uuid_setvar": api_uuid_setvar,

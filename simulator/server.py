@@ -70,6 +70,7 @@ class FreeSwitchSim:
         # directories at start (switch_core_init: switch_dir_make_recursive of
         # recordings_dir, temp_dir ...); ``record`` and ``rxfax`` create none, so a file
         # in any other folder fails as it does on a real FreeSWITCH (apps.py).
+        self.directory_flushes: list[str] = []  # arguments of each api xml_flush_cache
         self.folders: set[str] = {_folder(self.global_vars.get("recordings_dir", "/usr/local/freeswitch/recordings")),
                                   _folder(self.global_vars.get("temp_dir", "/tmp"))}
         self.folders.update(_folder(f) for f in folders)
