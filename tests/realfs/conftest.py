@@ -166,7 +166,26 @@ def smtp_inbox(fs_prefix: Path) -> Iterator[tuple[Inbox, int]]:
 
 
 @pytest.fixture(scope="session")
-def realfs_stack(fs_prefix: Path, pg_server_url: str, smtp_inbox: tuple[Inbox, int]) -> Iterator[Stack]:
+def realfs_db_url() -> Iterator[str]:
+    """A database of the tier's own: its processes live for the whole test session, and
+    its tenant (numbers included) must not meet the other tests' tenants."""
+    from tests.conftest import _new_database
+
+    with _new_database("pbx_realfs") as url:
+        yield url
+
+
+def realfs_redis_url() -> str:
+    """A Redis database of the tier's own ($PBX_TEST_REALFS_REDIS_URL, else db 12 of the
+    test Redis): its pbx-worker, alive for the whole session, must not take the jobs of
+    other tests (db 15, flushed around each of them)."""
+    from tests.conftest import REDIS_URL
+
+    return os.environ.get("PBX_TEST_REALFS_REDIS_URL") or REDIS_URL.rsplit("/", 1)[0] + "/12"
+
+
+@pytest.fixture(scope="session")
+def realfs_stack(fs_prefix: Path, realfs_db_url: str, smtp_inbox: tuple[Inbox, int]) -> Iterator[Stack]:
     import redis
     from sqlalchemy import select
 
@@ -174,7 +193,9 @@ def realfs_stack(fs_prefix: Path, pg_server_url: str, smtp_inbox: tuple[Inbox, i
     from orchestrator.db.migrate import upgrade
     from orchestrator.db.models import Tenant
     from orchestrator.tenant_doc import import_tenant
-    from tests.conftest import REDIS_URL
+
+    pg_server_url = realfs_db_url
+    REDIS_URL = realfs_redis_url()
 
     # Own folder, not pytest's rotating basetemp: another pytest session on this machine
     # must not remove FreeSWITCH's folders under it. Kept with PBX_REALFS_KEEP=1.
