@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import secrets
+import time
 import warnings
 from datetime import timedelta
 from typing import Any
 
 import redis
-from flask import Flask, redirect, request, url_for
+from flask import Flask, g, redirect, request, url_for
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.theme import Bootstrap4Theme
 from flask_wtf.csrf import CSRFProtect
@@ -35,6 +36,7 @@ from admin.views import (
     VoiceMenuView,
 )
 from admin.voicemail import VoicemailMessageView
+from orchestrator import metrics
 from orchestrator.config import Settings
 from orchestrator.db.engine import add_change_publisher
 from orchestrator.db.models import Tenant
@@ -100,7 +102,32 @@ def create_app(settings: Settings, session_factory: sessionmaker, on_change: Pub
 
     @app.before_request
     def _load_user() -> None:
+        g.pbx_started = time.perf_counter()
         auth.load_user(db())
+
+    @app.after_request
+    def _count(response: Response) -> Response:
+        metrics.panel_response(response.status_code, time.perf_counter() - g.get("pbx_started", time.perf_counter()))
+        return response
+
+    # Operators only: a signed-in operator, or Prometheus with PBX_METRICS_USER /
+    # PBX_METRICS_PASSWORD (basic auth). Tenants' accounts get 403, anyone else 401.
+    registry = metrics.panel_registry(redis_client, settings.metrics_top_tenants)
+    metrics.count_database_errors(session_factory.kw["bind"])
+    if redis_client is not None:
+        metrics.count_redis_errors(redis_client)
+
+    @app.route("/metrics")
+    def _metrics() -> Response:
+        user = auth.current_user()
+        if not (user is not None and user.is_operator) and not metrics.basic_auth_ok(
+                request.authorization, settings.metrics_user, settings.metrics_password):
+            if user is not None:
+                return Response("operators only\n", status=403, mimetype="text/plain")
+            return Response("authentication required (an operator's session, or PBX_METRICS_USER / PBX_METRICS_PASSWORD)\n",
+                            status=401, headers={"WWW-Authenticate": 'Basic realm="pbx-metrics"'}, mimetype="text/plain")
+        body, content_type = metrics.exposition(registry, request.headers.get("Accept"))
+        return Response(body, content_type=content_type)
 
     @app.context_processor
     def _signed_in() -> dict[str, Any]:

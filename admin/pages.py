@@ -316,6 +316,29 @@ BASE = """{% extends 'admin/base.html' %}
   document.addEventListener('change', function (e) {
     if (e.target.hasAttribute && e.target.hasAttribute('data-pbx-autosubmit')) { e.target.form.submit(); }
   });
+  /* Route targets (admin.targets): the kind first, then only the fields that kind uses;
+     the searched list of the tenant's rows follows the kind. */
+  if (window.jQuery) {
+    var REF_KINDS = ['department', 'employee', 'menu', 'voicemail', 'fax'];
+    var showTarget = function (kindEl, changed) {
+      var prefix = kindEl.id.slice(0, -'_kind'.length), kind = kindEl.value;
+      var group = function (id) { var el = document.getElementById(id); return el && jQuery(el).closest('.form-group'); };
+      var ref = document.getElementById(prefix + '_ref_id');
+      if (!ref || !ref.hasAttribute('data-pbx-target')) { return; }
+      if (changed) {
+        var $ref = jQuery(ref);
+        ref.setAttribute('data-url', ref.getAttribute('data-url').replace(/kind=[^&]*/, 'kind=' + encodeURIComponent(kind)));
+        ref.removeAttribute('data-json'); ref.value = '';
+        if ($ref.data('select2')) { $ref.select2('destroy'); }
+        if (window.faForm) { faForm.applyStyle($ref, 'select2-ajax'); }
+      }
+      var g = group(prefix + '_ref_id'); if (g) { g.toggle(REF_KINDS.indexOf(kind) >= 0); }
+      g = group(prefix + '_number'); if (g) { g.toggle(kind === 'external'); }
+      g = group(prefix + '_sound'); if (g) { g.toggle(kind === 'announcement'); }
+    };
+    jQuery(document).on('change', 'select[id$="_kind"]', function () { showTarget(this, true); });
+    jQuery(function () { jQuery('select[id$="_kind"]').each(function () { showTarget(this, false); }); });
+  }
 })();
 </script>
 {% endblock %}
@@ -353,4 +376,6 @@ TEMPLATES = {"pbx/base.html": BASE, "pbx/profile.html": PROFILE, "pbx/explain.ht
 
 
 def loader() -> DictLoader:
-    return DictLoader({**patched_flask_admin_templates(), **TEMPLATES})
+    from admin.schedules import TEMPLATES as SCHEDULE_TEMPLATES
+
+    return DictLoader({**patched_flask_admin_templates(), **TEMPLATES, **SCHEDULE_TEMPLATES})

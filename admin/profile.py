@@ -15,14 +15,15 @@ from wtforms import IntegerField, StringField
 from wtforms.validators import DataRequired, NumberRange, Optional
 
 from admin.auth import CurrentUser, SignedInPage, current_user
-from orchestrator.db.models import Employee
+from admin.wording import normalise_number, panel_message, tenant_region
+from orchestrator.db.models import Employee, Tenant
 from orchestrator.tenant_doc import errors_for
 
 
 class ProfileForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired("Enter your name: it cannot be blank.")])
     email = StringField("E-mail", validators=[Optional()])
-    mobile = StringField("Mobile (E.164, e.g. +79161234567)", validators=[Optional()])
+    mobile = StringField("Mobile (e.g. +79161234567 or 8 916 123-45-67)", validators=[Optional()])
     forward_to_mobile_after = IntegerField("Forward to mobile after (seconds; empty: never)",
                                            validators=[Optional(), NumberRange(min=0, max=600)])
 
@@ -56,8 +57,11 @@ class ProfileView(SignedInPage, BaseView):
                 value = getattr(form, name).data
                 setattr(employee, name, value.strip() or None if isinstance(value, str) else value)
             employee.name = employee.name or ""
+            region = tenant_region(self.db.scalar(select(Tenant.timezone).where(Tenant.id == user.tenant_id)))
+            employee.mobile = form.mobile.data = normalise_number(employee.mobile, region)
             problems = errors_for(self.db(), user.tenant_id, employee)
             for doc_field, texts in problems.items():
+                texts = [panel_message(t) for t in texts]
                 field = getattr(form, doc_field, None)
                 if field is not None and doc_field in PROFILE_FIELDS:
                     field.errors = list(field.errors) + texts

@@ -5,6 +5,7 @@ every change runs the tenant-document rules (``orchestrator.tenant_doc``) before
 from __future__ import annotations
 
 import enum
+import logging
 import warnings
 from typing import Any, Callable
 
@@ -16,13 +17,20 @@ from flask_admin.contrib.sqla.form import AdminModelConverter
 from flask_admin.contrib.sqla.validators import Unique
 from flask_admin.model.form import converts
 from flask_wtf import FlaskForm
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, scoped_session
 from wtforms.validators import ValidationError
 
 from admin.auth import CurrentUser, SignedInPage, current_user
+from admin.wording import describe_path, integrity_message, normalise_number, panel_message, tenant_region
 from orchestrator.db.accounts import AdminRole
+from orchestrator.db.models import Tenant
 from orchestrator.errors import TenantDataError
 from orchestrator.tenant_doc import check_tenant, errors_for
+from orchestrator.tenant_doc.exporter import tenant_document
+
+log = logging.getLogger(__name__)
 
 
 def scoped_choices(db: scoped_session, model: type) -> Callable[[], Any]:
@@ -200,6 +208,28 @@ class SecureView(SignedInPage, ModelView):
 
         return message
 
+    def _export_csv(self, return_url: Any) -> Any:
+        """A CSV export answers with the file, never a page: an invalid filter value's
+        message (flashed by Flask-Admin) would otherwise wait for the next page."""
+        from flask import session
+
+        before = len(session.get("_flashes", []))
+        response = super()._export_csv(return_url)
+        if len(session.get("_flashes", [])) > before:
+            session["_flashes"] = session["_flashes"][:before]
+        return response
+
+    def handle_view_exception(self, exc: Exception) -> bool:
+        """A refused write says which rule, in words (``admin.wording``), never SQL."""
+        if isinstance(exc, IntegrityError):
+            from flask import flash
+
+            field, message = integrity_message(exc)
+            log.info("admin_write_refused view=%s constraint_field=%s", self.endpoint, field or "-")
+            flash(message, "error")
+            return True
+        return super().handle_view_exception(exc)
+
     def allowed(self, user: CurrentUser) -> bool:
         if user.role not in self.roles:
             return False
@@ -327,19 +357,75 @@ class TenantScopedView(SecureView):
                 form.name.errors = list(form.name.errors) + ["Enter a name: it cannot be blank."]
                 raise ValidationError("Enter a name: it cannot be blank.")
         _blank_targets_to_none(model)
+        self.normalise_numbers(form, model, tenant_id)
+        self.refuse_inline_duplicates(form)
         self.before_validation(model, is_created)
         problems = errors_for(self.session, tenant_id, model)
         if problems:
             messages = []
             for doc_field, texts in problems.items():
+                texts = [panel_message(t) for t in texts]
                 field = getattr(form, self._form_field(form, doc_field), None)
                 if field is not None:
                     field.errors = list(field.errors) + texts
-                messages += ["%s: %s" % (doc_field, t) for t in texts]
-            raise ValidationError("; ".join(messages))
+                messages += ["%s: %s" % (getattr(field, "label", None) and field.label.text or doc_field, t)
+                             for t in texts]
+            raise ValidationError("Not saved. " + "; ".join(messages))
         caused = self._new_tenant_errors(tenant_id)
         if caused:
-            raise ValidationError("; ".join("%s: %s" % (e.field, e.message) for e in caused))
+            origins = tenant_document(self.session, tenant_id, pending=True)[1]
+            raise ValidationError("Not saved: this change would break another row: " + "; ".join(
+                "%s: %s" % (describe_path(origins, e.field), panel_message(e.message)) for e in caused))
+
+    # Columns holding one phone number, typed as people dial it (``admin.wording``).
+    phone_columns = ("mobile", "outbound_caller_id", "e164")
+    # Inline lists whose rows must differ in a field: list -> (field, message with %s).
+    inline_unique: dict[str, tuple[str, str]] = {}
+
+    def normalise_numbers(self, form: Any, model: Any, tenant_id: int) -> None:
+        """Numbers in national form (``89161234567``, ``8 (495) 123-45-67``) become E.164
+        in the tenant's country, in the row and in the form shown back."""
+        table = getattr(model, "__table__", None)
+        if table is None:
+            return
+        names = {c.name for c in table.columns}
+        columns = [c for c in self.phone_columns if c in names]
+        columns += [c for c in names if c.endswith("_number") and c[:-len("_number")] + "_kind" in names]
+        if not columns:
+            return
+        with self.session.no_autoflush:
+            region = tenant_region(self.session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id)))
+        for column in columns:
+            value = getattr(model, column)
+            new = normalise_number(value, region)
+            if new != value:
+                setattr(model, column, new)
+                field = getattr(form, column, None)
+                if field is not None:
+                    field.data = new
+
+    def refuse_inline_duplicates(self, form: Any) -> None:
+        """Two inline rows that the database would refuse as one (two options on key 1,
+        one employee twice): said next to the second row's field, before any write."""
+        problems = []
+        for list_name, (key, message) in self.inline_unique.items():
+            entries = getattr(getattr(form, list_name, None), "entries", None) or []
+            seen: set[Any] = set()
+            for entry in entries:
+                sub = getattr(entry, "form", None)
+                field = getattr(sub, key, None)
+                if field is None or getattr(entry, "_should_delete", False):
+                    continue
+                value = getattr(field.data, "id", field.data)
+                if value in (None, ""):
+                    continue
+                if value in seen:
+                    text = message % (field.data,)
+                    field.errors = list(field.errors) + [text]
+                    problems.append(text)
+                seen.add(value)
+        if problems:
+            raise ValidationError("Not saved. " + "; ".join(problems))
 
     def _new_tenant_errors(self, tenant_id: int) -> list[Any]:
         """Broken rules this change causes on *other* rows (a route cycle closes at the
@@ -367,7 +453,10 @@ class TenantScopedView(SecureView):
         self.session.delete(model)
         after = [e for e in check_tenant(self.session, model.tenant_id) if (e.field, e.message) not in before]
         if after:
-            raise ValidationError("Still in use: " + "; ".join("%s: %s" % (e.field, e.message) for e in after))
+            origins = tenant_document(self.session, model.tenant_id, pending=True)[1]
+            users = sorted({describe_path(origins, e.field) for e in after})
+            raise ValidationError("Not deleted: still in use by %s. Change %s first, then delete."
+                                  % ("; ".join(users), "that" if len(users) == 1 else "those"))
 
     def handle_view_exception(self, exc: Exception) -> bool:
         if isinstance(exc, TenantDataError):
@@ -377,3 +466,10 @@ class TenantScopedView(SecureView):
             return True
         return super().handle_view_exception(exc)
 
+
+
+class ReadOnlyTenantView(TenantScopedView):
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_view_details = True

@@ -11,12 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 from flask_admin.contrib.sqla.filters import FilterEqual
-from sqlalchemy import false, or_, select, update
+from sqlalchemy import false, select, update
 from sqlalchemy.orm import scoped_session
-from wtforms.validators import ValidationError
+from wtforms.fields import DateField
+from wtforms.validators import InputRequired, ValidationError
 
+from admin.departments import STRATEGY_CHOICES, grouped_rules, strategy_name
+from admin.history import CallRecordView, local_time  # noqa: F401  (call history: its own module)
+from admin.schedules import WeekHoursField, intervals_of, rows_from_intervals, week_view
 from admin.scoping import (
     ALL_ROLES,
+    ReadOnlyTenantView,
     ScopedChoiceFilter,
     SecureView,
     TenantScopedView,
@@ -25,9 +30,9 @@ from admin.scoping import (
     scoped_picker,
 )
 from admin.sip_password import SipPasswordAction
-from orchestrator.core.model import TargetKind
+from admin.targets import TargetPickers, target_choices, target_form_args, target_formatter, target_overrides
 from orchestrator.db.accounts import AdminRole, AdminUser
-from orchestrator.db.history import CallRecord, MissedOffer
+from orchestrator.db.history import MissedOffer
 from orchestrator.db.models import (
     CallerRule,
     Department,
@@ -46,20 +51,6 @@ from orchestrator.db.models import (
 )
 from orchestrator.tenant_doc import rules
 
-KIND_CHOICES = [("", "(none)")] + [(k.value, k.value) for k in TargetKind]
-
-
-def target_form_args(prefix: str, label: str) -> dict[str, dict[str, Any]]:
-    return {
-        prefix + "_kind": {"label": "%s: kind" % label},
-        prefix + "_ref_id": {"label": "%s: id (department/employee/menu/voicemail/fax box)" % label},
-        prefix + "_number": {"label": "%s: external number (E.164)" % label},
-        prefix + "_sound": {"label": "%s: announcement sound" % label},
-    }
-
-
-def target_choices(*prefixes: str) -> dict[str, list[tuple[str, str]]]:
-    return {p + "_kind": KIND_CHOICES for p in prefixes}
 
 
 class TenantView(SecureView):
@@ -103,6 +94,7 @@ class EmployeeView(SipPasswordAction, TenantScopedView):
         super().__init__(Employee, db, **kw)
 
     def on_model_change(self, form: Any, model: Employee, is_created: bool) -> None:
+        self.normalise_numbers(form, model, self._tenant_id(model))
         caller_id = model.outbound_caller_id
         if caller_id:
             tenant_id = self._tenant_id(model)
@@ -116,7 +108,10 @@ class EmployeeView(SipPasswordAction, TenantScopedView):
         super().on_model_change(form, model, is_created)
 
 
-class DepartmentView(TenantScopedView):
+class DepartmentView(TargetPickers, TenantScopedView):
+    """Grouped form (``admin.departments``): who, how they ring, when nobody answers,
+    queue and callback; strategies in words."""
+
     column_list = ("tenant", "extension", "name", "strategy", "ring_seconds", "no_answer_timeout", "no_answer_kind")
     column_filters = ("extension", "name", "strategy")
     column_searchable_list = ("name", "extension")
@@ -125,14 +120,35 @@ class DepartmentView(TenantScopedView):
                     "no_answer_kind", "no_answer_ref_id", "no_answer_number", "no_answer_sound", "wrapup_seconds",
                     "pause_after_missed", "stats_window_days", "queue_music", "queue_announcement", "queue_announce_position",
                     "queue_announce_every", "queue_max_wait",
-                    "queue_max_length", "queue_callback_allowed", "queue_callback_key", "outbound_caller_id", "members")
-    form_choices = target_choices("no_answer")
-    field_map = {"queue": "queue_max_wait"}
+                    "queue_max_length", "queue_callback_allowed", "queue_callback_key", "queue_callback_apology",
+                    "queue_callback_prompt", "queue_callback_attempts", "queue_callback_retry_delay", "queue_callback_box",
+                    "outbound_caller_id",
+                    "members")
+    form_choices = {**target_choices("no_answer"), "strategy": STRATEGY_CHOICES}
+    inline_unique = {"members": ("employee", "%s is already a member: remove one of the two rows.")}
+    form_overrides = target_overrides("no_answer")
+    column_formatters = {"no_answer_kind": target_formatter("no_answer"),
+                         "strategy": lambda v, c, m, n: strategy_name(m.strategy)}
+    column_labels = {"no_answer_kind": "When nobody answers", "strategy": "How they ring",
+                     "ring_seconds": "Rings each member for (seconds)", "wrapup_seconds": "Wrap-up after a call (seconds)",
+                     "pause_after_missed": "Pause a member after this many missed calls in a row (0: never)",
+                     "stats_window_days": "Statistics window for least talk time / fewest calls (days)",
+                     "no_answer_timeout": "Nobody answered after (seconds)"}
+    field_map = {"queue": "queue_max_wait", "queue.callback_voicemail": "queue_callback_box"}
 
     def __init__(self, db: scoped_session, **kw: Any) -> None:
         self.form_args = {**target_form_args("no_answer", "No answer"), "outbound_caller_id": {
             "label": "Outbound caller ID (members without their own; one of the company's numbers)"},
-            "queue_announce_every": {"label": "Queue: seconds of music between announcements (5-600)"}}
+            "queue_announce_every": {"label": "Queue: seconds of music between announcements (5-600)"},
+            "queue_callback_apology": {"label": "Callback: apology when no member answered in time (sound; "
+                                                "default ivr/ivr-not_available.wav)"},
+            "queue_callback_prompt": {"label": "Callback: what the client hears on answering (sound; "
+                                               "default ivr/ivr-thank_you.wav)"},
+            "queue_callback_attempts": {"label": "Callback: attempts to reach the client (1-10)"},
+            "queue_callback_retry_delay": {"label": "Callback: seconds between attempts to reach the client (0-3600)"},
+            "queue_callback_box": {**ajax_picker_args(), "label": "Callback: voicemail box of an expired callback "
+                                                                  "(empty: the no-answer target's box)"}}
+        self.form_ajax_refs = {"queue_callback_box": ajax_picker(db, VoicemailBox, ["name", "extension"])}
         # Members are picked by a search (AJAX), never as one <option> per employee per
         # member row: 700 members would otherwise render 490,000 options.
         self.inline_models = [(DepartmentMember, {
@@ -140,6 +156,7 @@ class DepartmentView(TenantScopedView):
             "form_args": {"employee": ajax_picker_args()},
             "form_ajax_refs": {"employee": ajax_picker(db, Employee, ["extension", "name"])},
         })]
+        self.form_rules = grouped_rules(self.form_columns)
         super().__init__(Department, db, **kw)
 
 
@@ -155,15 +172,18 @@ def number_in_use(view: TenantScopedView, form: Any, field: Any) -> str:
             "if the number should be yours.")
 
 
-class PhoneNumberView(TenantScopedView):
+class PhoneNumberView(TargetPickers, TenantScopedView):
     unique_messages = {"e164": number_in_use}
-    column_list = ("tenant", "e164", "mode", "work_kind", "work_ref_id", "after_hours_kind", "schedule")
+    column_list = ("tenant", "e164", "mode", "work_kind", "after_hours_kind", "schedule")
+    column_labels = {"work_kind": "Work hours", "after_hours_kind": "After hours", "e164": "Number"}
     column_filters = ("e164", "mode")
     column_searchable_list = ("e164",)
     column_default_sort = "e164"
     form_columns = ("tenant", "e164", "dial_code", "mode", "schedule", "work_kind", "work_ref_id", "work_number", "work_sound",
                     "after_hours_kind", "after_hours_ref_id", "after_hours_number", "after_hours_sound")
     form_choices = target_choices("work", "after_hours")
+    form_overrides = target_overrides("work", "after_hours")
+    column_formatters = {"work_kind": target_formatter("work"), "after_hours_kind": target_formatter("after_hours")}
     field_map = {"number": "e164"}
 
     def __init__(self, db: scoped_session, **kw: Any) -> None:
@@ -173,6 +193,7 @@ class PhoneNumberView(TenantScopedView):
         super().__init__(PhoneNumber, db, **kw)
 
     def on_model_change(self, form: Any, model: PhoneNumber, is_created: bool) -> None:
+        self.normalise_numbers(form, model, self._tenant_id(model))
         with self.session.no_autoflush:  # the new row has no tenant yet
             taken = self.session.query(PhoneNumber).filter(PhoneNumber.e164 == model.e164, PhoneNumber.id != model.id)
             in_use = bool(model.e164) and self.session.query(taken.exists()).scalar()
@@ -183,33 +204,86 @@ class PhoneNumberView(TenantScopedView):
 
 
 class ScheduleView(TenantScopedView):
+    """Opening hours as rows of weekday checkboxes and from-to times (``admin.schedules``),
+    holidays and special days with the browser's date picker, a week view on the page."""
+
     column_list = ("tenant", "name", "is_default")
     column_filters = ("name", "is_default")
-    form_columns = ("tenant", "name", "is_default", "intervals", "exceptions")
-    field_map = {"default": "is_default"}
+    column_labels = {"is_default": "Default (numbers without a schedule of their own)"}
+    form_columns = ("tenant", "name", "is_default", "hours", "exceptions")
+    form_extra_fields = {"hours": WeekHoursField("Opening hours")}
+    field_map = {"default": "is_default", "intervals": "hours"}
+    inline_unique = {"exceptions": ("day", "%s is already a special day: keep one row per date.")}
+    details_template = "pbx/schedule_details.html"
+    edit_template = "pbx/schedule_edit.html"
     inline_models = [
-        (ScheduleInterval, {"form_columns": ("id", "weekday", "start_minute", "end_minute"),
-                            "form_args": {"weekday": {"label": "Weekday (0 = Monday)"},
-                                          "start_minute": {"label": "Start (minutes after midnight)"},
-                                          "end_minute": {"label": "End (minutes; past 1440 spans midnight)"}}}),
+        # A native date input (type="date"): typing a date keeps it as typed, unlike the
+        # daterangepicker widget, which re-parsed each keystroke.
         (ScheduleException, {"form_columns": ("id", "day", "name", "closed", "intervals"),
-                             "form_args": {"intervals": {"label": "Special hours, e.g. 10:00-14:00"}}}),
+                             "form_overrides": {"day": DateField},
+                             "form_args": {"day": {"label": "Date", "validators": [InputRequired(
+                                 "Pick the date (or type it as YYYY-MM-DD).")]},
+                                           "name": {"label": "What (e.g. New Year)"},
+                                           "closed": {"label": "Closed all day"},
+                                           "intervals": {"label": "Otherwise open, e.g. 10:00-14:00"}}}),
     ]
 
     def __init__(self, db: scoped_session, **kw: Any) -> None:
         super().__init__(Schedule, db, **kw)
 
+    def _timezone(self, model: Any = None) -> str:
+        tenant_id = getattr(model, "tenant_id", None) or self.user.tenant_id
+        zone = self.session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id)) if tenant_id else None
+        return zone or "the company's time zone"
 
-class VoiceMenuView(TenantScopedView):
+    def _describe_hours(self, form: Any, model: Any = None) -> Any:
+        if hasattr(form, "hours"):
+            form.hours.description = (
+                "Times in %s. Tick the days a row applies to; a break is a second row (09:00-13:00 and "
+                "14:00-18:00). A row ending earlier than it starts ends the next morning (22:00 to 06:00)."
+                % self._timezone(model))
+        return form
+
+    def create_form(self, obj: Any = None) -> Any:
+        return self._describe_hours(super().create_form(obj))
+
+    def edit_form(self, obj: Any = None) -> Any:
+        form = super().edit_form(obj)
+        if obj is not None and not form.hours.typed:
+            form.hours.set_rows(rows_from_intervals(obj.intervals))
+        return self._describe_hours(form, obj)
+
+    def on_model_change(self, form: Any, model: Schedule, is_created: bool) -> None:
+        wanted = intervals_of(form.hours.data)
+        with self.session.no_autoflush:  # loading the intervals must not write the inline rows yet
+            if [(i.weekday, i.start_minute, i.end_minute) for i in model.intervals] != wanted:
+                tenant_id = self._tenant_id(model)
+                model.intervals = [ScheduleInterval(tenant_id=tenant_id, weekday=d, start_minute=s, end_minute=e)
+                                   for d, s, e in wanted]
+        super().on_model_change(form, model, is_created)
+
+    def render(self, template: str, **kwargs: Any) -> Any:
+        model = kwargs.get("model")
+        if isinstance(model, Schedule):
+            kwargs.update(week=week_view(model.intervals), exceptions=model.exceptions,
+                          timezone=self._timezone(model))
+        return super().render(template, **kwargs)
+
+
+class VoiceMenuView(TargetPickers, TenantScopedView):
     column_list = ("tenant", "name", "extension", "timeout_seconds", "default_kind", "direct_dial")
     column_filters = ("name", "extension")
     form_columns = ("tenant", "name", "extension", "greeting", "timeout_seconds", "default_kind", "default_ref_id",
                     "default_number", "default_sound", "invalid_sound", "max_invalid", "direct_dial", "back_digit",
                     "options")
     form_choices = target_choices("default")
+    inline_unique = {"options": ("digit", "Key %s is already used by another option: each key leads to one place only.")}
+    form_overrides = target_overrides("default")
+    column_formatters = {"default_kind": target_formatter("default")}
     inline_models = [(VoiceMenuOption, {
         "form_columns": ("id", "digit", "target_kind", "target_ref_id", "target_number", "target_sound"),
         "form_choices": target_choices("target"),
+        "form_overrides": target_overrides("target"),
         "form_args": target_form_args("target", "Target"),
     })]
 
@@ -223,6 +297,7 @@ class VoicemailBoxView(TenantScopedView):
     column_list = ("tenant", "name", "extension", "email", "max_message_seconds")
     column_filters = ("name", "extension")
     form_columns = ("tenant", "name", "extension", "greeting", "email", "max_message_seconds", "owners")
+    inline_unique = {"owners": ("employee", "%s is already an owner: remove one of the two rows.")}
 
     def __init__(self, db: scoped_session, **kw: Any) -> None:
         self.inline_models = [(VoicemailBoxOwner, {
@@ -231,39 +306,6 @@ class VoicemailBoxView(TenantScopedView):
             "form_ajax_refs": {"employee": ajax_picker(db, Employee, ["extension", "name"])},
         })]
         super().__init__(VoicemailBox, db, **kw)
-
-
-class ReadOnlyTenantView(TenantScopedView):
-    can_create = False
-    can_edit = False
-    can_delete = False
-    can_view_details = True
-
-
-class CallRecordView(ReadOnlyTenantView):
-    """Every role: operators all calls, tenant admins and users their company's calls,
-    restricted users only calls they answered or that came from/went to their extension."""
-
-    roles = ALL_ROLES
-    column_list = ("tenant_id", "started_at", "direction", "caller", "destination", "answered_at", "ended_at",
-                   "hangup_cause", "route")
-    column_filters = ("direction", "caller", "destination", "started_at")
-    column_default_sort = ("started_at", True)
-
-    def __init__(self, db: scoped_session, **kw: Any) -> None:
-        super().__init__(CallRecord, db, **kw)
-
-    def row_scope(self, query: Any) -> Any:
-        if self.user.role is not AdminRole.RESTRICTED:
-            return query
-        if self.user.employee_id is None:
-            return query.filter(false())
-        extension = self.session.scalar(select(Employee.extension).where(
-            Employee.id == self.user.employee_id, Employee.tenant_id == self.user.tenant_id))
-        if extension is None:
-            return query.filter(false())
-        return query.filter(or_(CallRecord.answered_by_employee_id == self.user.employee_id,
-                                CallRecord.caller == extension, CallRecord.destination == extension))
 
 
 MISSED_RESULT_WORDS = {"no_answer": "no answer", "rejected": "rejected", "busy": "busy",
@@ -319,7 +361,7 @@ class MissedOfferView(ReadOnlyTenantView):
     roles = ALL_ROLES
     column_list = ("tenant_id", "offered_at", "employee_id", "department_id", "result", "rang_ms", "paused",
                    "call_uuid")
-    column_labels = {"tenant_id": "Tenant", "offered_at": "Offered at", "employee_id": "Member",
+    column_labels = {"tenant_id": "Company", "offered_at": "Offered at (company time)", "employee_id": "Member",
                      "department_id": "Department", "rang_ms": "Rang", "paused": "Paused the member",
                      "call_uuid": "Call"}
     column_filters = (
@@ -335,6 +377,8 @@ class MissedOfferView(ReadOnlyTenantView):
         "department_id": lambda v, c, m, n: _same_tenant_label(v, m, Department, m.department_id),
         "result": lambda v, c, m, n: MISSED_RESULT_WORDS.get(m.result, m.result),
         "rang_ms": lambda v, c, m, n: "%.1f s" % (m.rang_ms / 1000),
+        "offered_at": lambda v, c, m, n: local_time(v.session, m, m.offered_at),  # the company's time
+        "tenant_id": lambda v, c, m, n: getattr(v.session.get(Tenant, m.tenant_id), "name", ""),
     }
 
     def __init__(self, db: scoped_session, **kw: Any) -> None:
@@ -348,21 +392,23 @@ class MissedOfferView(ReadOnlyTenantView):
         return query.filter(MissedOffer.employee_id == self.user.employee_id)
 
 
-class CallerRuleView(TenantScopedView):
+class CallerRuleView(TargetPickers, TenantScopedView):
     """Caller-based rules, tried in ``position`` order before a number's schedule (the
     tenant document's ``caller_rules``). Values and numbers are one a line; the target is
     edited as its four columns like every route target."""
 
     column_list = ("tenant", "position", "name", "match_kind", "match_values", "negate", "block", "numbers",
-                   "target_kind", "target_ref_id")
+                   "target_kind")
     column_labels = {"position": "Order", "match_kind": "Match", "match_values": "Values", "negate": "Not",
-                     "numbers": "Only for numbers", "target_kind": "Target", "target_ref_id": "Target id"}
+                     "numbers": "Only for numbers", "target_kind": "Target"}
+    column_formatters = {"target_kind": target_formatter("target")}
     column_filters = ("name", "match_kind", "block")
     column_searchable_list = ("name", "match_values")
     column_default_sort = "position"
     form_columns = ("tenant", "name", "position", "match_kind", "match_values", "negate", "block", "numbers", "days",
                     "crm_url", "crm_timeout_ms", "target_kind", "target_ref_id", "target_number", "target_sound")
     form_choices = target_choices("target")
+    form_overrides = target_overrides("target")
     field_map = {"match": "match_kind", "values": "match_values", "crm": "crm_url"}
 
     def __init__(self, db: scoped_session, **kw: Any) -> None:

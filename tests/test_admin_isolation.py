@@ -187,6 +187,9 @@ def requests_for(app: Flask, b_tenant: int, factory: sessionmaker, token: str) -
                          "departmentmember-employee", "voicemailboxowner-employee"):
                 gets.append(base + "?name=%s&query=%s" % (name, value))
                 gets.append(base + "?name=%s&query=&limit=100000" % name)  # everything the picker offers
+            for kind in ("department", "employee", "menu", "voicemail", "fax"):  # route-target pickers
+                gets.append(base + "?kind=%s&query=%s" % (kind, value))
+                gets.append(base + "?kind=%s&query=&limit=100000" % kind)
         if "GET" in rule.methods:
             for url in gets:
                 yield "GET", url, None
@@ -260,7 +263,8 @@ def test_the_walk_reaches_other_tenants_data_when_allowed(app: Flask, factory: s
     for endpoint in ("employee", "department", "number", "schedule", "menu", "voicemail_box", "call",
                      "voicemail", "missed_offer", "tenant", "account", "live", "caller_rule", "fax"):
         assert "/admin/%s/" % endpoint in shown, endpoint
-    for page in ("employee/details", "employee/edit", "live/calls.json", "voicemail/recording", "account/details"):
+    for page in ("employee/details", "employee/edit", "live/calls.json", "voicemail/recording", "account/details",
+                 "number/target_lookup", "department/target_lookup", "menu/target_lookup", "caller_rule/target_lookup"):
         assert "/admin/%s/" % page in shown or "/admin/%s" % page in shown, page
 
 

@@ -109,8 +109,9 @@ def test_profile_edits_only_the_linked_employee(app: Flask, factory: sessionmake
     form = client.get("/admin/profile/").get_data(as_text=True)
     assert "Maria Ivanova" in form and "102" in form
     token = token_of(client, "/admin/profile/")
-    bad = client.post("/admin/profile/", data={"csrf_token": token, "name": "Maria I.", "mobile": "89161234567"})
+    bad = client.post("/admin/profile/", data={"csrf_token": token, "name": "Maria I.", "mobile": "8916123"})
     assert bad.status_code == 200 and "not an E.164 number" in bad.get_data(as_text=True)
+    assert "(in quotes)" not in bad.get_data(as_text=True)
     unforwarded = client.post("/admin/profile/", data={"csrf_token": token, "name": "Maria I.",
                                                        "forward_to_mobile_after": "10"})
     assert "needs a mobile number" in unforwarded.get_data(as_text=True)
