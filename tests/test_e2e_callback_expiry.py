@@ -30,7 +30,7 @@ from tests.rq_burst import work_burst
 from workers import CALLBACK_QUEUE
 
 DOMAIN = "cbx.pbx.test"
-NUMBER = "+74952220080"
+NUMBER = "+74952229080"
 TENANT_YAML = """
 tenant:
   name: Expiring Callbacks
@@ -52,7 +52,7 @@ departments:
     members:
       - {employee: "320"}
 numbers:
-  - {number: "+74952220080", mode: always, work: {department: "480"}}
+  - {number: "+74952229080", mode: always, work: {department: "480"}}
 """
 
 
