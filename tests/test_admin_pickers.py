@@ -5,45 +5,32 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Iterator
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
-from werkzeug.security import generate_password_hash
 
-from admin.app import create_app
-from orchestrator.config import Settings
 from orchestrator.db import schema as db
-from orchestrator.tenant_doc import import_tenant
-from tests.test_admin_isolation import B_DOC, login, scrape
-from tests.test_admin_panel import DEMO
+from tests.test_admin_isolation import scrape
+from tests.admin_env import app_for, seed, signed_in
 
-SETTINGS = Settings(admin_password="operator-secret-1", admin_secret_key="x" * 40)
 
 
 @pytest.fixture
-def factory(migrated_pg: sessionmaker) -> Iterator[sessionmaker]:
-    with migrated_pg.begin() as s:
-        a = import_tenant(s, DEMO)
-        import_tenant(s, B_DOC)
-        s.add(db.AdminUser(username="a-admin", role=db.AdminRole.TENANT_ADMIN, tenant_id=a,
-                           password_hash=generate_password_hash("a-admin-secret")))
-    yield migrated_pg
+def factory(migrated_pg: sessionmaker) -> sessionmaker:
+    return seed(migrated_pg)
 
 
 @pytest.fixture
 def app(factory: sessionmaker) -> Flask:
-    return create_app(SETTINGS, factory)
+    return app_for(factory)
 
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    c = app.test_client()
-    login(c, "a-admin", "a-admin-secret")
-    return c
+    return signed_in(app)
 
 
 def ids(factory: sessionmaker, model: type, domain: str) -> dict[str, int]:

@@ -5,45 +5,30 @@ normalised to E.164 in the tenant's country."""
 from __future__ import annotations
 
 import re
-from typing import Iterator
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
-from werkzeug.security import generate_password_hash
 
-from admin.app import create_app
 from admin.wording import CONSTRAINT_MESSAGES, integrity_message, normalise_number, panel_message, tenant_region
-from orchestrator.config import Settings
 from orchestrator.db import schema as db
-from orchestrator.tenant_doc import import_tenant
-from tests.test_admin_isolation import B_DOC, login, scrape
-from tests.test_admin_panel import DEMO
+from tests.test_admin_isolation import scrape
+from tests.admin_env import app_for, seed, signed_in
 
-SETTINGS = Settings(admin_password="operator-secret-1", admin_secret_key="x" * 40)
 RAW = ("IntegrityError", "[SQL:", "INSERT INTO", "UPDATE ", "psycopg", "sqlite3", "duplicate key", "violates")
 DOC_WORDING = re.compile(r"\w+\[\d+\]|in quotes|as text|\{department:|\{url:")
 
 
 @pytest.fixture
-def factory(migrated_pg: sessionmaker) -> Iterator[sessionmaker]:
-    with migrated_pg.begin() as s:
-        a = import_tenant(s, DEMO)
-        import_tenant(s, B_DOC)
-        s.add(db.AdminUser(username="a-admin", role=db.AdminRole.TENANT_ADMIN, tenant_id=a,
-                           password_hash=generate_password_hash("a-admin-secret")))
-    yield migrated_pg
+def factory(migrated_pg: sessionmaker) -> sessionmaker:
+    return seed(migrated_pg)
 
 
 @pytest.fixture
 def client(factory: sessionmaker) -> FlaskClient:
-    app: Flask = create_app(SETTINGS, factory)
-    c = app.test_client()
-    login(c, "a-admin", "a-admin-secret")
-    return c
+    return signed_in(app_for(factory))
 
 
 def demo(factory: sessionmaker, model: type, **where: str) -> int:
