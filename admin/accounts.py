@@ -80,6 +80,7 @@ class AccountView(TenantScopedView):
     def __init__(self, db: scoped_session, **kw: Any) -> None:
         self.form_args = {
             "employee": ajax_picker_args("Employee (their profile; a restricted account sees this employee's calls)"),
+            "tenant": {"blank_text": "(no company: operator accounts)"},  # Flask-Admin's default shows "__None"
         }
         self.form_ajax_refs = {"employee": ajax_picker(db, Employee, ["extension", "name"], employee_label)}
         super().__init__(AdminUser, db, **kw)

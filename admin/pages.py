@@ -19,7 +19,9 @@ from jinja2 import DictLoader
 PROFILE = """{% extends 'admin/master.html' %}
 {% block body %}
 <h2>My profile</h2>
-{% if employee is none %}
+{% if employee is none and operator %}
+  <p>Operator accounts have no employee profile: only a password.</p>
+{% elif employee is none %}
   <p>This account is not linked to an employee, so there is no profile to edit.
   Ask your administrator to link it.</p>
 {% else %}
@@ -37,6 +39,25 @@ PROFILE = """{% extends 'admin/master.html' %}
     <button type="submit" class="btn btn-primary">Save</button>
   </form>
 {% endif %}
+<p class="mt-4"><a href="{{ url_for('.password') }}" id="change-password">Change my password</a></p>
+{% endblock %}
+"""
+
+PASSWORD = """{% extends 'admin/master.html' %}
+{% block body %}
+<h2>Change my password</h2>
+{% if saved %}<p class="alert alert-success" id="password-saved">Your password is changed. Your other
+  sessions (other browsers and devices) are signed out; this one stays signed in.</p>{% endif %}
+<form method="post" class="admin-form" autocomplete="off">
+  {{ form.csrf_token }}
+  {% for field in [form.current_password, form.new_password, form.repeat_password] %}
+    <div class="mb-3">
+      {{ field.label }} {{ field(class_="form-control") }}
+      {% for e in field.errors %}<div class="text-danger field-error">{{ e }}</div>{% endfor %}
+    </div>
+  {% endfor %}
+  <button type="submit" class="btn btn-primary">Change password</button>
+</form>
 {% endblock %}
 """
 
@@ -66,13 +87,15 @@ LIVE = """{% extends 'admin/master.html' %}
   <p class="alert alert-warning" id="live-problem" {% if not problem %}hidden{% endif %}>{{ problem }}</p>
   <h3>Calls in progress <small id="live-count">{{ calls|length }}</small></h3>
   <table class="table table-sm" id="live-calls">
-    <thead><tr><th>Call</th><th>Caller</th><th>Destination</th><th>State</th><th>Details</th></tr></thead>
+    <thead><tr><th>Caller</th><th>Number dialled</th><th>State</th><th>Since</th><th>In this state</th>
+      <th>Duration</th><th>Details</th></tr></thead>
     <tbody>
     {% for c in calls %}
-      <tr><td>{{ c.uuid }}</td><td>{{ c.caller }}</td><td>{{ c.destination }}</td><td>{{ c.state }}</td>
-          <td>{{ c.details }}</td></tr>
+      <tr data-call="{{ c.uuid }}" data-state="{{ c.state }}"><td>{{ c.caller }}</td><td>{{ c.destination }}</td>
+          <td>{{ c.state_text }}</td><td>{{ c.since }}</td><td data-pbx-since="{{ c.since_ms }}">{{ c.in_state }}</td>
+          <td data-pbx-since="{{ c.started_ms }}">{{ c.duration }}</td><td>{{ c.details }}</td></tr>
     {% else %}
-      <tr><td colspan="5">No calls in progress.</td></tr>
+      <tr><td colspan="7">No calls in progress.</td></tr>
     {% endfor %}
     </tbody>
   </table>
@@ -156,13 +179,30 @@ LIVE = """{% extends 'admin/master.html' %}
              '<input type="hidden" name="id" value="' + esc(id) + '">' +
              '<button type="submit" class="btn btn-sm ' + style + '">' + esc(label) + '</button></form> ';
     }
+    /* Durations tick every second from the server's epoch ms (offset to this browser's clock). */
+    var skew = {{ now_ms|tojson }} - Date.now();
+    function elapsed(ms) {
+      var s = Math.max(0, Math.floor((Date.now() + skew - ms) / 1000)), h = Math.floor(s / 3600);
+      var mm = Math.floor(s % 3600 / 60), ss = ('0' + s % 60).slice(-2);
+      return h ? h + ':' + ('0' + mm).slice(-2) + ':' + ss : mm + ':' + ss;
+    }
+    function tick() {
+      document.querySelectorAll('#live-calls [data-pbx-since]').forEach(function (el) {
+        var ms = +el.getAttribute('data-pbx-since'); if (ms > 0) { el.textContent = elapsed(ms); }
+      });
+    }
+    setInterval(tick, 1000);
     function draw(data) {
+      skew = data.now_ms - Date.now();
       var rows = data.calls.map(function (c) {
-        return '<tr><td>' + esc(c.uuid) + '</td><td>' + esc(c.caller) + '</td><td>' + esc(c.destination) +
-               '</td><td>' + esc(c.state) + '</td><td>' + esc(c.details) + '</td></tr>';
+        return '<tr data-call="' + esc(c.uuid) + '" data-state="' + esc(c.state) + '"><td>' + esc(c.caller) +
+               '</td><td>' + esc(c.destination) + '</td><td>' + esc(c.state_text) + '</td><td>' + esc(c.since) +
+               '</td><td data-pbx-since="' + esc(c.since_ms) + '">' + esc(c.in_state) +
+               '</td><td data-pbx-since="' + esc(c.started_ms) + '">' + esc(c.duration) +
+               '</td><td>' + esc(c.details) + '</td></tr>';
       });
       document.querySelector('#live-calls tbody').innerHTML =
-        rows.join('') || '<tr><td colspan="5">No calls in progress.</td></tr>';
+        rows.join('') || '<tr><td colspan="7">No calls in progress.</td></tr>';
       document.getElementById('live-count').textContent = data.calls.length;
       var members = data.members.map(function (m) {
         var actions = '';
@@ -370,7 +410,7 @@ def patched_flask_admin_templates(theme: str = "bootstrap4") -> dict[str, str]:
     return patched
 
 
-TEMPLATES = {"pbx/base.html": BASE, "pbx/profile.html": PROFILE, "pbx/explain.html": EXPLAIN, "pbx/live.html": LIVE, "pbx/sip_password.html": SIP_PASSWORD,
+TEMPLATES = {"pbx/base.html": BASE, "pbx/profile.html": PROFILE, "pbx/password.html": PASSWORD, "pbx/explain.html": EXPLAIN, "pbx/live.html": LIVE, "pbx/sip_password.html": SIP_PASSWORD,
              "pbx/sip_password_action.html": SIP_PASSWORD_ACTION, "pbx/employee_edit.html": EMPLOYEE_EDIT,
              "pbx/employee_details.html": EMPLOYEE_DETAILS}
 

@@ -189,7 +189,9 @@ class PhoneNumberView(TargetPickers, TenantScopedView):
     def __init__(self, db: scoped_session, **kw: Any) -> None:
         self.form_args = {**target_form_args("work", "Work hours"), **target_form_args("after_hours", "After hours"),
                           "dial_code": {"label": "Dial code (employees call out with this number by dialling *7<code>*<number>)"},
-                          "schedule": scoped_picker(db, Schedule)}
+                          # the blank choice's text: Flask-Admin shows "__None" without one
+                          "schedule": {**scoped_picker(db, Schedule),
+                                       "blank_text": "(no schedule of its own: the company schedule)"}}
         super().__init__(PhoneNumber, db, **kw)
 
     def on_model_change(self, form: Any, model: PhoneNumber, is_created: bool) -> None:

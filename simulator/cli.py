@@ -32,8 +32,22 @@ def parse_behavior(spec: str) -> Behavior:
     raise argparse.ArgumentTypeError("unknown behaviour %r (answer, busy, reject, noanswer)" % spec)
 
 
+BEHAVIOURS = """phone behaviours (after USER@DOMAIN: or NUMBER: in --user / --external; times in
+simulated seconds):
+  answer[:AFTER[:TALK]]   answers after AFTER s (default 1), hangs up after TALK s of talk
+                          (default: stays until the other side hangs up)
+  busy[:AFTER]            refuses with 486 Busy Here (USER_BUSY) after AFTER s (default 0)
+  reject:CAUSE[:AFTER]    refuses with the hangup cause CAUSE (e.g. CALL_REJECTED) after AFTER s
+  noanswer                rings until the caller or the orchestrator gives up
+A --user without a behaviour is registered and answers as `answer`; a phone not given
+with --user is not registered: calls to it fail at once.
+examples: --user 101@demo.pbx.local:noanswer  --user 102@demo.pbx.local:answer:3:5
+          --external +79161234567:busy:2"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pbx-fssim", description="FreeSWITCH 1.10 simulator (ESL on the wire)")
+    p = argparse.ArgumentParser(prog="pbx-fssim", description="FreeSWITCH 1.10 simulator (ESL on the wire)",
+                                epilog=BEHAVIOURS, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--conf", help="FreeSWITCH conf dir (vars.xml, dialplan/*.xml); default: built-in dialplan")
     p.add_argument("--orchestrator", default="127.0.0.1:8084",
                    help="HOST:PORT of the outbound socket server (pbx_orchestrator_socket)")
@@ -45,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a folder that exists on the simulated FreeSWITCH host besides recordings_dir and /tmp "
                         "(record and rxfax create none, as on FreeSWITCH)")
     p.add_argument("--user", action="append", default=[], metavar="USER@DOMAIN[:BEHAVIOUR]",
-                   help="a registered phone, e.g. 1001@acme.example:answer:2")
-    p.add_argument("--external", action="append", default=[], metavar="NUMBER[:BEHAVIOUR]")
+                   help="a registered phone, e.g. 1001@acme.example:answer:2 (behaviours below)")
+    p.add_argument("--external", action="append", default=[], metavar="NUMBER[:BEHAVIOUR]",
+                   help="an outside number and how it answers, e.g. +79161234567:busy")
     p.add_argument("--call", help="destination number of a call to place")
     p.add_argument("--from", dest="caller", default="+79161234567")
     p.add_argument("--context", default="public")
