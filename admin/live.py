@@ -1,5 +1,7 @@
 """Live state of a tenant: calls in progress (Redis, ``CallStore.active_calls``, the same
-data as the inspection tool) and department members' state (``AgentStore.states``: log-in,
+data as the inspection tool: the caller, the number dialled, and the state the orchestrator
+writes on each change, ``orchestrator.call_handler.live_facts``: menu, queue, ringing whom,
+talking with whom, since when; durations tick in the page) and department members' state (``AgentStore.states``: log-in,
 automatic pause, offer, phone on a call, wrap-up, today's figures) and each department's
 queue (``AgentStore.queue``: callers on hold in order, how long they have waited on Redis's
 clock, their number when the call's facts are known), refreshed by a small script polling
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from datetime import datetime
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo
 
 import redis
 from flask import abort, flash, jsonify, redirect, request, url_for
@@ -32,26 +36,78 @@ from orchestrator.store.redis_store import CallStore
 
 REFRESH_SECONDS = 5
 CHOOSER_SIZE = 50  # tenants listed at once in the operator's chooser; more: search
-SHOWN_FACTS = ("caller", "destination", "state")
+SHOWN_FACTS = ("caller", "destination", "entry", "state", "with", "department", "started_ms", "state_ms")
 REDIS_DOWN = "Redis is not answering (%s): live state cannot be shown right now."
+# A call's ``state`` fact (orchestrator.call_handler.live_facts) in words; ``with`` follows.
+CALL_STATES = {"menu": "in the menu", "queue": "waiting in the queue", "ringing": "ringing",
+               "talking": "talking with", "voicemail": "leaving a voicemail", "fax": "sending a fax",
+               "announcement": "hearing an announcement", "routing": "being routed"}
 
 
-def call_rows(calls: dict[str, dict[str, str]]) -> list[dict[str, str]]:
-    """Calls as table rows: the usual facts in columns, any others in ``details``."""
+def _ms(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+def clock(ms: int, tz: ZoneInfo) -> str:
+    """Epoch ms as the tenant's local time of day (HH:MM:SS); empty if unknown."""
+    return datetime.fromtimestamp(ms / 1000, tz).strftime("%H:%M:%S") if ms > 0 else ""
+
+
+def call_rows(calls: dict[str, dict[str, str]], employees: Mapping[int, str] | None = None,
+              departments: Mapping[int, str] | None = None, now_ms: int = 0,
+              tz: ZoneInfo = ZoneInfo("UTC")) -> list[dict[str, Any]]:
+    """Calls as table rows, oldest first: caller, number dialled, the state in words (who
+    rings, who talks, which queue: ``employees`` / ``departments`` name the ids), since when
+    (the tenant's local time ``tz``), and the duration and time in this state on ``now_ms``
+    (the page ticks them on from ``started_ms`` / ``since_ms``); other facts in ``details``."""
+    employees, departments = employees or {}, departments or {}
     rows = []
-    for uuid, facts in sorted(calls.items()):
+    for uuid, facts in sorted(calls.items(), key=lambda kv: (_ms(kv[1].get("started_ms")), kv[0])):
+        state = facts.get("state", "")
+        who = [w for w in (facts.get("with") or "").split(",") if w]
+        names = ", ".join(employees.get(int(w), w) if w.isdigit() else w.removeprefix("tel:") for w in who)
+        words = CALL_STATES.get(state, state or "starting")
+        if names:
+            words += " " + names
+        department = _ms(facts.get("department"))
+        if department and state in ("queue", "ringing"):
+            words += " (%s)" % departments.get(department, "department #%d" % department)
+        started, since = _ms(facts.get("started_ms")), _ms(facts.get("state_ms")) or _ms(facts.get("started_ms"))
         rest = ", ".join("%s=%s" % (k, v) for k, v in sorted(facts.items()) if k not in SHOWN_FACTS)
-        rows.append({"uuid": uuid, **{k: facts.get(k, "") for k in SHOWN_FACTS}, "details": rest})
+        rows.append({"uuid": uuid, "caller": facts.get("caller", ""), "destination": facts.get("destination", ""),
+                     "state": state, "state_text": words, "with": who,
+                     "started_ms": started, "since_ms": since, "since": clock(since, tz),
+                     "duration": talk_time(now_ms - started) if started else "",
+                     "in_state": talk_time(now_ms - since) if since else "", "details": rest})
     return rows
 
 
-def member_state(logged_in: bool, state: MemberState | None, now_ms: int) -> tuple[str, str]:
-    """(code, words a tenant admin understands) of one member, ``now_ms`` on Redis's clock.
+def holding_calls(calls: dict[str, dict[str, str]]) -> dict[int, tuple[str, str]]:
+    """Employee id -> (the call's state, its caller) for every member a call rings or talks with."""
+    out: dict[int, tuple[str, str]] = {}
+    for facts in calls.values():
+        if facts.get("state") in ("ringing", "talking"):
+            for w in (facts.get("with") or "").split(","):
+                if w.isdigit():
+                    out[int(w)] = (facts["state"], facts.get("caller", ""))
+    return out
+
+
+def member_state(logged_in: bool, state: MemberState | None, now_ms: int,
+                 call: tuple[str, str] | None = None) -> tuple[str, str]:
+    """(code, words a tenant admin understands) of one member, ``now_ms`` on Redis's clock;
+    ``call``: (state, caller) of the call that rings or talks with the member, from its
+    facts (``holding_calls``).
 
     The order is what matters most to the admin: logged out, then paused (no offers until
-    logged in again), then the phone on a call, ringing for an offer, wrap-up, available.
-    While a member talks on an answered department call the offer is still held and the
-    phone's channel (seen by the presence watcher) says "on a call"."""
+    logged in again), then talking or ringing. An answered department call still holds its
+    offer, so the offer alone cannot tell ringing from talking: the call's facts can (the
+    orchestrator writes "talking" on the bridge). Without them, a phone with a channel
+    (seen by the presence watcher) is talking and a held offer is ringing. Then wrap-up,
+    available."""
     if not logged_in:
         return "logged_out", "logged out"
     if state is None:
@@ -60,10 +116,14 @@ def member_state(logged_in: bool, state: MemberState | None, now_ms: int) -> tup
         if state.missed > 0:
             return "paused", "paused after %d missed offer%s" % (state.missed, "" if state.missed == 1 else "s")
         return "paused", "paused"
+    if call is not None and call[0] == "talking":
+        return "talking", "talking" + (" with %s" % call[1] if call[1] else "")
+    if call is not None and call[0] == "ringing":
+        return "ringing", "ringing" + (" (call from %s)" % call[1] if call[1] else "")
     if state.channels > 0:
-        return "on_call", "on a call"
+        return "talking", "talking"
     if state.offer and state.offer_until_ms > now_ms:
-        return "offered", "ringing (offered)"
+        return "ringing", "ringing"
     if state.wrapup_until_ms > now_ms:
         return "wrapup", "wrap-up, %d s left" % math.ceil((state.wrapup_until_ms - now_ms) / 1000)
     return "available", "available"
@@ -144,9 +204,11 @@ class LiveView(AdministratorsPage, BaseView):
         seconds, micros = self.agents.r.time()  # the clock the agent scripts write with
         return int(seconds) * 1000 + int(micros) // 1000
 
-    def _members(self, tenant_id: int | None, live: bool = True) -> list[dict[str, Any]]:
+    def _members(self, tenant_id: int | None, live: bool = True,
+                 calls: dict[str, dict[str, str]] | None = None) -> list[dict[str, Any]]:
         """Every department's members with their live state (one Redis round trip; with
-        ``live`` false, only what the database knows)."""
+        ``live`` false, only what the database knows); ``calls``' facts tell ringing from
+        talking."""
         if tenant_id is None:
             return []
         rows = self.db.execute(
@@ -163,9 +225,10 @@ class LiveView(AdministratorsPage, BaseView):
             now_ms = self._redis_now_ms()
             states = self.agents.states(tenant_id, sorted({r[1] for r in rows}), utc_days(now_ms, 1))
         out = []
+        holding = holding_calls(calls or {})
         for department, employee_id, extension, name, logged_in in rows:
             state = states.get(employee_id)
-            code, words = member_state(logged_in, state, now_ms)
+            code, words = member_state(logged_in, state, now_ms, holding.get(employee_id))
             out.append({"department": department, "employee": "%s %s" % (extension, name),
                         "employee_id": employee_id, "logged_in": logged_in, "state": code, "state_text": words,
                         "calls_today": state.calls_today if state else 0,
@@ -197,14 +260,32 @@ class LiveView(AdministratorsPage, BaseView):
                  "waited_s": max(0, now_ms - cb.since_ms) // 1000, "cancellable": cb.status == "pending"}
                 for cb in self.callbacks.open(tenant_id)]
 
+    def _call_rows(self, tenant_id: int | None, calls: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+        """``call_rows`` with the tenant's employees and departments by extension and name,
+        times in the tenant's time zone (durations on this server's clock, which wrote
+        ``started_ms``: the orchestrators' wall clock)."""
+        if tenant_id is None or not calls:
+            return []
+        employees = {r[0]: "%s %s" % (r[1], r[2]) for r in self.db.execute(
+            select(Employee.id, Employee.extension, Employee.name).where(Employee.tenant_id == tenant_id))}
+        departments = {r[0]: "%s %s" % (r[1], r[2]) for r in self.db.execute(
+            select(Department.id, Department.extension, Department.name).where(Department.tenant_id == tenant_id))}
+        tenant = self.db.get(Tenant, tenant_id)
+        try:
+            tz = ZoneInfo(tenant.timezone if tenant is not None else "UTC")
+        except (ValueError, KeyError):  # validated on save; an old row may still hold a bad name
+            tz = ZoneInfo("UTC")
+        return call_rows(calls, employees, departments, int(time.time() * 1000), tz)
+
     def _live(self, tenant_id: int | None) -> dict[str, Any]:
         """Calls, members, queues and a problem: a Redis outage is said, not a server error."""
         try:
             calls = self._active_calls(tenant_id)
-            return {"calls": call_rows(calls), "members": self._members(tenant_id),
+            return {"calls": self._call_rows(tenant_id, calls), "now_ms": int(time.time() * 1000),
+                    "members": self._members(tenant_id, calls=calls),
                     "queues": self._queues(tenant_id, calls), "callbacks": self._callbacks(tenant_id), "problem": ""}
         except redis.RedisError as exc:
-            return {"calls": [], "members": self._members(tenant_id, live=False),
+            return {"calls": [], "now_ms": int(time.time() * 1000), "members": self._members(tenant_id, live=False),
                     "queues": self._queues(tenant_id, None), "callbacks": [], "problem": REDIS_DOWN % exc}
 
     @expose("/")
@@ -230,7 +311,7 @@ class LiveView(AdministratorsPage, BaseView):
         user = current_user()
         assert user is not None
         tenant_id = self._tenant_id(user)
-        live = self._live(tenant_id) if self.available else {"calls": [], "members": [], "queues": [], "problem": ""}
+        live = self._live(tenant_id) if self.available else {"calls": [], "now_ms": int(time.time() * 1000), "members": [], "queues": [], "problem": ""}
         return jsonify({"tenant_id": tenant_id, "available": self.available, **live})
 
     @expose("/member/login", methods=("POST",))

@@ -47,7 +47,7 @@ from orchestrator.core.actions import (
     Wake,
 )
 from orchestrator.caller_lookups import CallerLookups
-from orchestrator.core.plan import Policy
+from orchestrator.core.plan import Announce, Fax, Hold, MenuStep, Policy, Ring, Voicemail
 from orchestrator.core.routing import find_tenant
 from orchestrator.errors import CallGone, CallRefused, EslTimeout
 from orchestrator.esl import wire
@@ -154,6 +154,32 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def live_facts(state: callflow.CallState) -> dict[str, str]:
+    """What the live page shows of a call (pure): ``state`` (menu, queue, ringing, talking,
+    voicemail, fax, announcement, routing), ``with`` (the employee ids rung or talking, comma
+    separated; or ``tel:<number>`` an employee's call out dialled) and ``department`` (an offer's).
+    ``talking`` follows the core's Bridged event (FreeSWITCH's CHANNEL_BRIDGE on the caller's
+    leg: the member picked up), ringing the members the offer holds (``offer.held``)."""
+    offer, step = state.offer, state.current
+    department = str(offer.department_id) if offer is not None else ""
+    if state.phase == callflow.TALKING:
+        # An employee's call out: answered_by is the employee placing it; they talk with the number.
+        # A number is written as tel:NUMBER so that it never reads as an employee id (an
+        # emergency number such as 112 is digits only).
+        who = ("tel:" + state.outbound_to) if state.outbound_to else (
+            str(state.answered_by) if state.answered_by is not None else "")
+        return {"state": "talking", "with": who, "department": department}
+    if offer is not None and offer.waiting and offer.pending is None:
+        return {"state": "queue", "with": "", "department": department}
+    if isinstance(step, Ring):
+        held = offer.held if offer is not None else tuple(sorted(set(step.owners.values())))
+        return {"state": "ringing", "with": ("tel:" + state.outbound_to) if state.outbound_to else ",".join(str(e) for e in held),
+                "department": department}
+    kinds = ((MenuStep, "menu"), (Voicemail, "voicemail"), (Fax, "fax"), (Announce, "announcement"), (Hold, "queue"))
+    kind = next((name for cls, name in kinds if isinstance(step, cls)), "routing")
+    return {"state": kind, "with": "", "department": department}
+
+
 @dataclass
 class CallHandler:
     cache: RoutingCache
@@ -210,6 +236,7 @@ class _CallRun:
         self.new_id = lambda: "%s-%s-%04d" % (call.uuid[:8] or "call", prefix, next(counter))
         self.extra = {"call_uuid": call.uuid, "tenant_id": "-"}
         self.hold_key: tuple[int, int] | None = None  # (department, place) while on hold
+        self.live: dict[str, str] = {}  # the live facts last written (live_facts)
         self._freed = self._member_freed
         # Metrics (perf_counter s): socket accepted, until the first sendmsg; a free-member
         # notice's arrival, until this caller's bridge (or the end of its handling).
@@ -314,7 +341,24 @@ class _CallRun:
             if key is not None:
                 self.h.wakeups.register(self.tenant_id, key[0], key[1], self._freed)
             self.hold_key = key
+        self._publish(state)
         return state
+
+    def _publish(self, state: callflow.CallState) -> None:
+        """The call's live facts (``live_facts``) into its Redis hash when they change: one
+        write (the lease renewal carrying them) per change, after the decision's commands
+        were sent, never before the first one."""
+        if not self.admitted or self.tenant_id is None:
+            return
+        facts = live_facts(state)
+        if facts == self.live:
+            return
+        self.live = facts
+        now = self.h.clock()
+        try:
+            self.h.calls.renew(self.tenant_id, self.call.uuid, now, {**facts, "state_ms": str(now)})
+        except redis.RedisError as exc:
+            self.log(logging.WARNING, "could not write the call's live state: %s", exc)
 
     def settle(self, decision: callflow.Decision) -> callflow.CallState:
         """Carry out a decision's actions; member requests are answered at once and

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 from typing import Iterator
 
 import pytest
@@ -129,16 +130,87 @@ def test_without_redis_the_page_says_so(tenants: tuple) -> None:
     client = create_app(SETTINGS, factory).test_client()
     login(client, "a-admin", "a-admin-secret")
     assert "runs without Redis" in client.get("/admin/live/").get_data(as_text=True)
-    assert client.get("/admin/live/calls.json").get_json() == {"tenant_id": a, "available": False, "calls": [],
-                                                               "members": [], "queues": [], "problem": ""}
+    data = client.get("/admin/live/calls.json").get_json()
+    assert isinstance(data.pop("now_ms"), int)
+    assert data == {"tenant_id": a, "available": False, "calls": [], "members": [], "queues": [], "problem": ""}
 
 
 def test_call_rows_put_other_facts_in_details() -> None:
     rows = call_rows({"u2": {"caller": "1"}, "u1": {"caller": "2", "route": "menu Main", "destination": "3"}})
-    assert rows == [
-        {"uuid": "u1", "caller": "2", "destination": "3", "state": "", "details": "route=menu Main"},
-        {"uuid": "u2", "caller": "1", "destination": "", "state": "", "details": ""},
+    assert [(r["uuid"], r["caller"], r["destination"], r["state_text"], r["details"]) for r in rows] == [
+        ("u1", "2", "3", "starting", "route=menu Main"),
+        ("u2", "1", "", "starting", ""),
     ]
+
+
+def test_call_rows_say_state_whom_since_and_duration() -> None:
+    """The facts the orchestrator writes (call_handler.live_facts) in words: who rings, who
+    talks, which queue; since when in the tenant's time; durations on ``now_ms``; raw
+    ``started_ms`` never shown."""
+    started = 1_796_458_023_623  # 2026-12-05 08:07:03.623 UTC, 11:07:03 in Moscow
+    calls = {
+        "talk": {"caller": "+79160000009", "destination": "+74950000001", "entry": "did", "state": "talking",
+                 "with": "7", "department": "3", "started_ms": str(started), "state_ms": str(started + 20_000)},
+        "ring": {"caller": "102", "destination": "200", "state": "ringing", "with": "7,8", "department": "3",
+                 "started_ms": str(started + 1000), "state_ms": str(started + 1000)},
+        "queue": {"caller": "103", "destination": "200", "state": "queue", "department": "3",
+                  "started_ms": str(started + 2000), "state_ms": str(started + 5000)},
+        "out": {"caller": "101", "destination": "+74951112233", "state": "talking", "with": "tel:+74951112233",
+                "started_ms": str(started + 3000), "state_ms": str(started + 4000)},
+        "menu": {"caller": "104", "destination": "100", "state": "menu", "started_ms": str(started + 4000)},
+    }
+    rows = call_rows(calls, {7: "101 Ivan Petrov", 8: "102 Anna"}, {3: "200 Sales"}, started + 65_000,
+                     ZoneInfo("Europe/Moscow"))
+    by = {r["uuid"]: r for r in rows}
+    assert [r["uuid"] for r in rows] == ["talk", "ring", "queue", "out", "menu"]  # oldest first
+    assert by["talk"]["state_text"] == "talking with 101 Ivan Petrov"
+    assert by["ring"]["state_text"] == "ringing 101 Ivan Petrov, 102 Anna (200 Sales)"
+    assert by["queue"]["state_text"] == "waiting in the queue (200 Sales)"
+    assert by["out"]["state_text"] == "talking with +74951112233"
+    assert by["menu"]["state_text"] == "in the menu"
+    assert (by["talk"]["since"], by["talk"]["in_state"], by["talk"]["duration"]) == ("11:07:23", "0:45", "1:05")
+    assert by["menu"]["since_ms"] == started + 4000 and by["menu"]["in_state"] == "1:01"  # since the start
+    assert all("started_ms" not in r["details"] for r in rows) and by["talk"]["details"] == ""
+
+
+def test_answered_member_shows_talking_with_the_caller(tenants: tuple, client_redis: redis.Redis) -> None:
+    """Real Redis state as the orchestrator leaves it after a bridge: the member's offer is
+    still held (AgentStore) and the call's facts say talking with them (CallStore, written
+    by call_handler._publish). The page says so, names the member, and ticks the durations
+    with a script carrying the response's CSP nonce."""
+    factory, a, b = tenants
+    emp, dep = ids(factory, a), ids(factory, a, db.Department)
+    agents, store = AgentStore(client_redis), CallStore(client_redis)
+    now = int(time.time() * 1000)
+    agents.reserve(a, "call-talk", dep["200"], [emp["101"]], 1)
+    agents.reserve(a, "call-ring", dep["200"], [emp["102"]], 1)
+    store.admit(a, "call-talk", now, 0, {"caller": "+79160000009", "destination": "+74950000001",
+                                         "started_ms": str(now - 30_000), "state": "talking", "with": str(emp["101"]),
+                                         "department": str(dep["200"]), "state_ms": str(now - 10_000)})
+    store.admit(a, "call-ring", now, 0, {"caller": "+79160000008", "destination": "200", "started_ms": str(now),
+                                         "state": "ringing", "with": str(emp["102"]), "department": str(dep["200"])})
+    client = create_app(SETTINGS, factory, redis_client=client_redis).test_client()
+    login(client, "a-admin", "a-admin-secret")
+
+    data = client.get("/admin/live/calls.json").get_json()
+    members = members_of(data)
+    assert (members["101"]["state"], members["101"]["state_text"]) == ("talking", "talking with +79160000009")
+    assert (members["102"]["state"], members["102"]["state_text"]) == ("ringing", "ringing (call from +79160000008)")
+    calls = {c["uuid"]: c for c in data["calls"]}
+    assert calls["call-talk"]["state_text"] == "talking with 101 Ivan Petrov"
+    assert calls["call-talk"]["destination"] == "+74950000001" and calls["call-talk"]["caller"] == "+79160000009"
+    assert calls["call-talk"]["since_ms"] == now - 10_000 and calls["call-talk"]["started_ms"] == now - 30_000
+    assert re.fullmatch(r"0:(29|3\d)", calls["call-talk"]["duration"]), calls["call-talk"]
+    assert calls["call-ring"]["state_text"].startswith("ringing 102 ")
+    assert abs(data["now_ms"] - int(time.time() * 1000)) < 60_000
+
+    response = client.get("/admin/live/")
+    page = response.get_data(as_text=True)
+    assert "talking with 101 Ivan Petrov" in page and "started_ms=" not in page
+    assert 'data-pbx-since="%d"' % (now - 30_000) in page and "setInterval(tick, 1000)" in page
+    nonce = re.search(r"'nonce-([^']+)'", response.headers["Content-Security-Policy"]).group(1)
+    script = page.index("setInterval(tick, 1000)")
+    assert page.rindex("<script", 0, script) == page.rindex('<script nonce="%s"' % nonce, 0, script)
 
 
 # ---------------------------------------------------------------- members' state
@@ -198,15 +270,15 @@ def test_members_states_come_from_redis(tenants: tuple, client_redis: redis.Redi
     states = {ext: m["state_text"] for ext, m in members.items()}
     assert states["101"] == "available"
     assert states["102"] == "paused after 2 missed offers"
-    assert states["103"] == "on a call"
-    assert states["104"] == "ringing (offered)"
+    assert states["103"] == "talking"
+    assert states["104"] == "ringing"
     assert re.fullmatch(r"wrap-up, (29|30) s left", states["105"]), states["105"]
     assert (members["105"]["calls_today"], members["105"]["talk_today"]) == (1, "1:05")
     assert (members["101"]["calls_today"], members["101"]["talk_today"]) == (0, "0:00")
     assert {m["employee_id"] for m in members.values()} <= set(emp.values())  # never B's members
 
     page = client.get("/admin/live/").get_data(as_text=True)
-    for words in ("paused after 2 missed offers", "on a call", "ringing (offered)", "available", "1:05"):
+    for words in ("paused after 2 missed offers", "talking", "ringing", "available", "1:05"):
         assert words in page
     assert "Quixperson" not in page and "Resume" in page and "Log out" in page
 
@@ -312,14 +384,20 @@ def test_member_state_words() -> None:
         (True, None, "unknown (live state unavailable)"),
         (True, MemberState(1, paused=True, missed=3, channels=1), "paused after 3 missed offers"),
         (True, MemberState(1, paused=True), "paused"),
-        (True, MemberState(1, channels=2, offer="c", offer_until_ms=now + 1), "on a call"),
-        (True, MemberState(1, offer="c", offer_until_ms=now + 1, wrapup_until_ms=now + 5000), "ringing (offered)"),
+        (True, MemberState(1, channels=2, offer="c", offer_until_ms=now + 1), "talking"),
+        (True, MemberState(1, offer="c", offer_until_ms=now + 1, wrapup_until_ms=now + 5000), "ringing"),
         (True, MemberState(1, offer="c", offer_until_ms=now), "available"),  # its lease expired
         (True, MemberState(1, wrapup_until_ms=now + 4001), "wrap-up, 5 s left"),
         (True, MemberState(1, wrapup_until_ms=now), "available"),
     ]
     for is_logged_in, state, words in cases:
         assert member_state(is_logged_in, state, now)[1] == words, (state, words)
+    # The held offer of an answered call is not "ringing": the call's facts say talking.
+    held = MemberState(1, offer="c", offer_until_ms=now + 1, channels=1)
+    assert member_state(True, held, now, ("talking", "+7916")) == ("talking", "talking with +7916")
+    assert member_state(True, held, now, ("ringing", "+7916")) == ("ringing", "ringing (call from +7916)")
+    assert member_state(True, MemberState(1, paused=True), now, ("talking", "x"))[0] == "paused"
+    assert member_state(False, held, now, ("talking", "x"))[0] == "logged_out"
     assert [talk_time(ms) for ms in (0, 65_400, 3_725_000)] == ["0:00", "1:05", "1:02:05"]
 
 
